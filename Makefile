@@ -1,0 +1,42 @@
+# bankseg: two commands on a fresh machine — `make run` and `make test`. `make help` lists the rest.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRAS := spark,pipeline,notebooks,dev
+export DVC_NO_ANALYTICS := 1
+export PYTHONUNBUFFERED := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run simulate test test-fast lint lock clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=24" "setuptools>=69" wheel
+	# requirements.lock pins every package (tested together); pyproject.toml holds the ranges.
+	$(BIN)/pip install --quiet -c requirements.lock -e ".[$(EXTRAS)]"
+	@touch $@
+
+setup: $(STAMP) ## create .venv (if missing) and install bankseg with pinned versions
+
+run: setup ## simulate the default bank (50,000 customers x 36 months), validate it, print a summary
+	$(BIN)/bankseg-simulate
+
+test: setup ## the whole test suite (slow and Spark tests included)
+	$(BIN)/pytest -q
+
+test-fast: setup ## the tests not marked slow
+	$(BIN)/pytest -q -m "not slow"
+
+lint: setup ## ruff
+	$(BIN)/ruff check .
+
+lock: setup ## re-pin requirements.lock from the current .venv (after changing constraints.txt)
+	$(BIN)/pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
+
+clean: ## remove generated data, outputs and the local MLflow store (keeps .venv)
+	rm -rf data outputs multirun reports mlruns/mlflow.db mlruns/artifacts
