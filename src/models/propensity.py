@@ -1,0 +1,471 @@
+"""Propensity models (churn, conversion, upgrade): a calibrated LightGBM binary classifier over the feature table.
+
+:class:`PropensityModel` is a scikit-learn-style estimator. ``fit`` receives the *training-split* rows of a feature
+table (one row per customer_id x as_of, the feature-table contract) with the target column; out-of-time evaluation
+is the caller's job. Inside ``fit`` those rows are split three ways, stratified by the target and seeded:
+
+- **fit** rows grow the trees;
+- **val** rows drive early stopping (``lightgbm.early_stopping``) and record the per-iteration metric
+  (``evals_result_``), which a tuner can feed to an Optuna pruner through ``callbacks``;
+- **calibration** rows (disjoint from both) fit the map from the booster's raw margin to a probability.
+
+Class imbalance is handled by ``scale_pos_weight = negatives / positives`` (of the fit rows). Weighting inflates the
+booster's own probabilities (its mean is near 0.5, not the base rate), so the calibrator fitted afterwards on
+un-weighted held-out rows brings them back: ``predict_proba`` is the calibrated probability, ``predict_raw`` the
+booster's margin. Isotonic regression is the default calibrator; with fewer than ``min_isotonic_rows`` (1000)
+calibration rows it overfits its steps, so the model falls back to Platt scaling (a logistic fit on the margin)
+and says so in ``calibration_method_`` and a warning.
+
+Isotonic calibration is a step function: customers inside one step share a probability, so ranking metrics (AUC)
+on ``predict_proba`` can be a little lower than on ``predict_raw``; rank on either, report probabilities from
+``predict_proba``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.utils.validation import check_is_fitted
+
+log = logging.getLogger(__name__)
+
+# Columns of the feature table that are never features: keys, the split marker, labels and other models' scores.
+KEY_COLUMNS: tuple[str, ...] = ("customer_id", "as_of", "split")
+RESERVED_PREFIXES: tuple[str, ...] = ("label_", "p_", "persona_")
+BIAS_COLUMN = "bias"  # the expected raw margin, last column of contributions()
+
+DEFAULT_PARAMS: dict[str, object] = {
+    "objective": "binary",
+    "metric": "auc",
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "max_depth": 6,
+    "min_data_in_leaf": 50,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "num_threads": 2,
+    "verbose": -1,
+    "deterministic": True,
+    "force_col_wise": True,
+}
+# Boosting-length and early-stopping settings have their own arguments; a copy in params would silently win
+# inside lgb.train (params take precedence there), so they are refused.
+_LENGTH_ALIASES = frozenset(
+    {
+        "num_iterations", "num_iteration", "n_iter", "num_tree", "num_trees", "num_round", "num_rounds",
+        "nrounds", "num_boost_round", "n_estimators", "max_iter", "early_stopping_round",
+        "early_stopping_rounds", "early_stopping", "n_iter_no_change",
+    }
+)
+_SEED_KEYS = ("seed", "bagging_seed", "feature_fraction_seed", "data_random_seed", "extra_seed", "objective_seed")
+CALIBRATIONS = ("isotonic", "platt", None)
+IMBALANCE = ("scale_pos_weight", "none")
+
+
+def select_feature_columns(frame: pd.DataFrame, exclude: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+    """The default (features, categorical) of a feature table, in frame order.
+
+    Features are the numeric and boolean columns plus the text / category columns (pandas 3 ``str``, object,
+    category), which become the categorical features. Never features: the keys (``customer_id``, ``as_of``,
+    ``split``), any ``label_*``, ``p_*`` (other models' scores) or ``persona_*`` column, datetimes, and
+    ``exclude``.
+    """
+    excluded = set(exclude) | set(KEY_COLUMNS)
+    features: list[str] = []
+    categorical: list[str] = []
+    for col in frame.columns:
+        if col in excluded or str(col).startswith(RESERVED_PREFIXES):
+            continue
+        dtype = frame[col].dtype
+        if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype):
+            features.append(col)
+            categorical.append(col)
+        elif pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+            features.append(col)
+    return features, categorical
+
+
+def cap_model_size(params: dict, size_cap: dict | None) -> dict:
+    """A copy of LightGBM ``params`` with ``num_leaves`` and ``max_depth`` clipped to ``size_cap``.
+
+    ``max_depth`` of -1 (unlimited) or above the cap becomes the cap. Keys of ``size_cap`` other than those two
+    are refused, so a typo cannot pass unnoticed.
+    """
+    out = dict(params)
+    if not size_cap:
+        return out
+    unknown = set(size_cap) - {"num_leaves", "max_depth"}
+    if unknown:
+        raise ValueError(f"size_cap accepts num_leaves and max_depth only, got {sorted(unknown)}")
+    if size_cap.get("num_leaves") is not None:
+        out["num_leaves"] = min(int(out.get("num_leaves", 31)), int(size_cap["num_leaves"]))
+    if size_cap.get("max_depth") is not None:
+        depth = int(out.get("max_depth", -1))
+        cap = int(size_cap["max_depth"])
+        out["max_depth"] = cap if depth <= 0 else min(depth, cap)
+    return out
+
+
+class PropensityModel(BaseEstimator):
+    """Calibrated LightGBM propensity model for one binary target of the feature table.
+
+    Parameters
+    ----------
+    target : the label column (``label_churn`` ...); 1 = event, 0 = no event, missing = out of scope.
+    features, categorical : feature and categorical column lists; ``None`` picks them from the frame's dtypes
+        (:func:`select_feature_columns`). A numeric column named in ``categorical`` is treated as categorical.
+    exclude : columns never used as features (on top of keys, labels and scores).
+    params : LightGBM params merged over :data:`DEFAULT_PARAMS`; the seeds come from ``random_state``.
+    num_boost_round, early_stopping_rounds : the boosting cap and the patience on the val metric.
+    val_fraction, calibration_fraction : shares of the training rows held out for early stopping and for the
+        calibrator (``calibration=None`` holds nothing out for it).
+    calibration : ``"isotonic"`` (Platt below ``min_isotonic_rows`` calibration rows), ``"platt"`` or ``None``.
+    imbalance : ``"scale_pos_weight"`` (neg/pos of the fit rows, unless params set it) or ``"none"``.
+    size_cap : ``{"num_leaves": n, "max_depth": d}`` upper bounds applied to params (tuned params included).
+
+    Fitted state: ``booster_`` (truncated to ``best_iteration_`` trees), ``feature_names_``,
+    ``categorical_features_``, ``categories_`` (column -> fixed category list learned at fit; unseen values
+    become missing at predict), ``calibrator_``, ``calibration_method_``, ``evals_result_``
+    (``{"val": {metric: [value per iteration]}}``), ``n_dropped_`` (rows without a target), ``n_rows_``
+    (rows per internal split), ``base_rate_``, ``scale_pos_weight_``, ``params_`` (what LightGBM was given).
+    """
+
+    def __init__(
+        self,
+        target: str,
+        features: list[str] | None = None,
+        categorical: list[str] | None = None,
+        exclude: Sequence[str] = (),
+        params: dict | None = None,
+        num_boost_round: int = 2000,
+        early_stopping_rounds: int = 100,
+        val_fraction: float = 0.2,
+        calibration: str | None = "isotonic",
+        calibration_fraction: float = 0.2,
+        imbalance: str = "scale_pos_weight",
+        random_state: int = 0,
+        min_isotonic_rows: int = 1000,
+        size_cap: dict | None = None,
+    ):
+        self.target = target
+        self.features = features
+        self.categorical = categorical
+        self.exclude = exclude
+        self.params = params
+        self.num_boost_round = num_boost_round
+        self.early_stopping_rounds = early_stopping_rounds
+        self.val_fraction = val_fraction
+        self.calibration = calibration
+        self.calibration_fraction = calibration_fraction
+        self.imbalance = imbalance
+        self.random_state = random_state
+        self.min_isotonic_rows = min_isotonic_rows
+        self.size_cap = size_cap
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, frame: pd.DataFrame, callbacks: list[Callable] | None = None) -> PropensityModel:
+        """Fit booster and calibrator on ``frame`` (training-split rows with features and the target).
+
+        Rows whose target is missing are dropped and counted in ``n_dropped_`` (and logged). ``callbacks`` are
+        passed to ``lgb.train`` after early stopping and the metric recorder, e.g.
+        :func:`make_pruning_callback`; an ``optuna.TrialPruned`` they raise propagates to the caller.
+        """
+        self._check_settings()
+        if self.target not in frame.columns:
+            raise ValueError(f"target column {self.target!r} is not in the frame")
+        y_all = _target_array(frame[self.target], self.target)
+        keep = ~np.isnan(y_all)
+        self.n_dropped_ = int((~keep).sum())
+        if self.n_dropped_:
+            log.info("%s: dropped %d of %d rows with a missing target", self.target, self.n_dropped_, len(frame))
+        rows = frame.loc[keep]
+        y = y_all[keep].astype(np.int8)
+        n_pos = int(y.sum())
+        n_neg = len(y) - n_pos
+        if n_pos < 10 or n_neg < 10:
+            raise ValueError(
+                f"{self.target}: need at least 10 rows of each class to split fit/val/calibration, "
+                f"got {n_pos} positive and {n_neg} negative (of {len(y)} rows with a target)"
+            )
+
+        self.feature_names_, self.categorical_features_ = self._resolve_columns(rows)
+        self.categories_ = {col: _learn_categories(rows[col]) for col in self.categorical_features_}
+        X = self._design_matrix(rows)
+
+        idx_fit, idx_val, idx_cal = self._split_indices(y)
+        self.n_rows_ = {"fit": len(idx_fit), "val": len(idx_val), "calibration": len(idx_cal)}
+        self.base_rate_ = float(y.mean())
+
+        params = {**DEFAULT_PARAMS, **(self.params or {})}
+        clash = sorted(_LENGTH_ALIASES & set(params))
+        if clash:
+            raise ValueError(
+                f"params {clash} set the boosting length or early stopping; use num_boost_round and "
+                "early_stopping_rounds instead"
+            )
+        params = cap_model_size(params, self.size_cap)
+        for key in _SEED_KEYS:
+            params.setdefault(key, self.random_state)
+        y_fit = y[idx_fit]
+        if self.imbalance == "scale_pos_weight":
+            params.setdefault("scale_pos_weight", float((y_fit == 0).sum() / max(int(y_fit.sum()), 1)))
+        self.scale_pos_weight_ = float(params.get("scale_pos_weight", 1.0))
+        self.params_ = params
+
+        cat = self.categorical_features_ or "auto"
+        train_set = lgb.Dataset(X.iloc[idx_fit], label=y_fit, categorical_feature=cat, free_raw_data=True)
+        val_set = lgb.Dataset(
+            X.iloc[idx_val], label=y[idx_val], categorical_feature=cat, reference=train_set, free_raw_data=True
+        )
+        evals: dict = {}
+        all_callbacks = [
+            lgb.early_stopping(self.early_stopping_rounds, first_metric_only=True, verbose=False),
+            lgb.record_evaluation(evals),
+            *(callbacks or []),
+        ]
+        booster = lgb.train(
+            params,
+            train_set,
+            num_boost_round=self.num_boost_round,
+            valid_sets=[val_set],
+            valid_names=["val"],
+            callbacks=all_callbacks,
+        )
+        best = booster.best_iteration if booster.best_iteration > 0 else booster.num_trees()
+        self.best_iteration_ = int(best)
+        self.evals_result_ = evals
+        # Keep only the trees early stopping chose: a smaller model to store and cheaper SHAP contributions.
+        self.booster_ = lgb.Booster(model_str=booster.model_to_string(num_iteration=self.best_iteration_))
+
+        self.calibrator_ = None
+        self.calibration_method_ = None
+        if self.calibration is not None:
+            self._fit_calibrator(self.booster_.predict(X.iloc[idx_cal], raw_score=True), y[idx_cal])
+        return self
+
+    def _check_settings(self) -> None:
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        if self.imbalance not in IMBALANCE:
+            raise ValueError(f"imbalance must be one of {IMBALANCE}, got {self.imbalance!r}")
+        cal = self.calibration_fraction if self.calibration is not None else 0.0
+        if not (0 < self.val_fraction < 1 and 0 <= cal < 1 and self.val_fraction + cal < 0.9):
+            raise ValueError(
+                f"val_fraction ({self.val_fraction}) and calibration_fraction ({cal}) must be in (0, 1) and "
+                "leave at least 10% of the rows to fit on"
+            )
+
+    def _resolve_columns(self, frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+        if self.features is None:
+            features, categorical = select_feature_columns(frame, [*self.exclude, self.target])
+            features += [c for c in (self.categorical or []) if c not in features]
+        else:
+            features = [c for c in self.features if c not in set(self.exclude)]
+        missing = [c for c in features if c not in frame.columns]
+        if missing:
+            raise ValueError(f"feature columns missing from the frame: {missing}")
+        if self.categorical is not None:
+            categorical = [c for c in features if c in set(self.categorical)]
+        elif self.features is not None:
+            categorical = [c for c in features if _is_text_like(frame[c].dtype)]
+        forbidden = [c for c in features if c in KEY_COLUMNS or c == self.target or c.startswith("label_")]
+        if forbidden:
+            raise ValueError(f"keys or labels cannot be features: {forbidden}")
+        if BIAS_COLUMN in features:
+            raise ValueError(f"a feature may not be named {BIAS_COLUMN!r} (reserved for the contribution bias)")
+        if not features:
+            raise ValueError("no feature columns: the frame has no numeric or categorical columns left")
+        return features, categorical
+
+    def _split_indices(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Disjoint stratified positions for fit, val and calibration rows (seeded)."""
+        idx = np.arange(len(y))
+        cal_share = self.calibration_fraction if self.calibration is not None else 0.0
+        if cal_share > 0:
+            rest, idx_cal = train_test_split(
+                idx, test_size=cal_share, stratify=y, random_state=self.random_state
+            )
+        else:
+            rest, idx_cal = idx, idx[:0]
+        idx_fit, idx_val = train_test_split(
+            rest,
+            test_size=self.val_fraction / (1.0 - cal_share),
+            stratify=y[rest],
+            random_state=self.random_state + 1,
+        )
+        return np.sort(idx_fit), np.sort(idx_val), np.sort(idx_cal)
+
+    def _fit_calibrator(self, margin: np.ndarray, y: np.ndarray) -> None:
+        method = self.calibration
+        if method == "isotonic" and len(y) < self.min_isotonic_rows:
+            warnings.warn(
+                f"{self.target}: {len(y)} calibration rows < min_isotonic_rows={self.min_isotonic_rows}; "
+                "using Platt scaling instead of isotonic regression",
+                UserWarning,
+                stacklevel=3,
+            )
+            method = "platt"
+        if method == "isotonic":
+            calibrator = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+            calibrator.fit(margin, y)
+        else:
+            calibrator = LogisticRegression(C=1e6)  # ~unpenalised: a pure Platt fit of a and b
+            calibrator.fit(margin.reshape(-1, 1), y)
+        self.calibrator_ = calibrator
+        self.calibration_method_ = method
+
+    # ------------------------------------------------------------------ predict
+    def predict_raw(self, frame: pd.DataFrame) -> np.ndarray:
+        """The booster's raw margin (log-odds under the weighted objective; uncalibrated), one per row."""
+        check_is_fitted(self, "booster_")
+        return self.booster_.predict(self._design_matrix(frame), raw_score=True)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of class 1, one float in [0, 1] per row (a 1-D array, not sklearn's n x 2).
+
+        With ``calibration=None`` this is the booster's own sigmoid of the margin (inflated by
+        ``scale_pos_weight`` when that is on).
+        """
+        margin = self.predict_raw(frame)
+        if self.calibrator_ is None:
+            return 1.0 / (1.0 + np.exp(-margin))
+        if isinstance(self.calibrator_, IsotonicRegression):
+            return np.clip(self.calibrator_.predict(margin), 0.0, 1.0)
+        return self.calibrator_.predict_proba(margin.reshape(-1, 1))[:, 1]
+
+    def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Exact TreeSHAP contributions in raw-margin space: one column per feature plus ``bias``.
+
+        Each row sums to :meth:`predict_raw`. Uses LightGBM's own ``pred_contrib=True`` (works with native
+        categoricals). Cost grows with trees x leaves x depth^2 per row, far above ``predict``: compute it for the
+        rows that need reason codes only. The index is the frame's.
+        """
+        check_is_fitted(self, "booster_")
+        values = self.booster_.predict(self._design_matrix(frame), pred_contrib=True)
+        return pd.DataFrame(values, columns=[*self.feature_names_, BIAS_COLUMN], index=frame.index)
+
+    # ------------------------------------------------------------------ design matrix
+    def _design_matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """A new frame of the model's features: numbers as float64 (missing -> NaN), categoricals as
+        ``category`` with the categories learned at fit (unseen values -> missing). Never touches ``frame``."""
+        missing = [c for c in self.feature_names_ if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{self.target}: the frame lacks model features {missing}")
+        cat = set(self.categorical_features_)
+        columns: dict[str, object] = {}
+        bad: list[str] = []
+        for col in self.feature_names_:
+            series = frame[col]
+            if col in cat:
+                categories = pd.Index(self.categories_[col])
+                codes = categories.get_indexer(_as_category_values(series))  # -1: missing or unseen
+                columns[col] = pd.Categorical.from_codes(codes, categories=categories)
+            elif pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
+                columns[col] = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            else:
+                bad.append(f"{col} ({series.dtype})")
+        if bad:
+            raise ValueError(f"{self.target}: numeric features hold non-numeric dtypes: {bad}")
+        return pd.DataFrame(columns, index=frame.index)
+
+
+def make_pruning_callback(trial, metric: str = "auc", valid_name: str = "val") -> Callable:
+    """A LightGBM callback reporting ``valid_name``'s ``metric`` to an Optuna trial each round and pruning.
+
+    Optuna's own ``LightGBMPruningCallback`` lives in the optuna-integration package, which bankseg does not
+    install; this is the same idea: ``trial.report(value, step=iteration)`` then ``raise optuna.TrialPruned``
+    when the study's pruner says so. The study's direction must match the metric's (maximize for AUC).
+    """
+    import optuna  # only tuning needs it
+
+    def _callback(env: lgb.callback.CallbackEnv) -> None:
+        results = env.evaluation_result_list or []
+        match = next((r for r in results if r[0] == valid_name and r[1] == metric), None)
+        if match is None:
+            found = [(r[0], r[1]) for r in results]
+            raise ValueError(f"pruning callback: no {valid_name}/{metric} in the evaluation results {found}")
+        value, higher_better = match[2], match[3]
+        direction = trial.study.direction
+        wanted = optuna.study.StudyDirection.MAXIMIZE if higher_better else optuna.study.StudyDirection.MINIMIZE
+        if direction != wanted:
+            raise ValueError(f"pruning callback: {metric} wants the study to {wanted.name}, it is {direction.name}")
+        trial.report(float(value), step=env.iteration)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"trial {trial.number} pruned at iteration {env.iteration}: {metric}={value:.5f}")
+
+    _callback.order = 40  # after the recorder (20) and early stopping (30)
+    return _callback
+
+
+def _target_array(series: pd.Series, name: str) -> np.ndarray:
+    """The target as float64 with NaN for missing; anything but 0/1 is refused with the offending rows."""
+    try:
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"target {name!r} must be numeric 0/1, got dtype {series.dtype}") from err
+    bad = ~np.isnan(values) & (values != 0) & (values != 1)
+    if bad.any():
+        rows = series.index[bad][:10].tolist()
+        raise ValueError(
+            f"target {name!r} must be 0, 1 or missing; {int(bad.sum())} rows are not (first index labels: {rows}, "
+            f"values: {sorted(set(values[bad].tolist()))[:10]})"
+        )
+    return values
+
+
+def _is_text_like(dtype) -> bool:
+    return isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype)
+
+
+def _as_category_values(series: pd.Series) -> pd.Series:
+    """Values to look up in a fixed category list (a category column's values, not its codes)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series.astype(series.dtype.categories.dtype)
+    return series
+
+
+def _learn_categories(series: pd.Series) -> list:
+    """The sorted distinct non-missing values of a categorical feature, as plain Python values."""
+    values = pd.unique(_as_category_values(series).dropna())
+    if len(values) == 0:
+        raise ValueError(f"categorical feature {series.name!r} has no non-missing value to learn categories from")
+    return sorted(v.item() if hasattr(v, "item") else v for v in values)
+
+
+_ESTIMATOR_KEYS = (
+    "target", "features", "categorical", "exclude", "params", "num_boost_round", "early_stopping_rounds",
+    "val_fraction", "calibration", "calibration_fraction", "imbalance", "random_state", "min_isotonic_rows",
+    "size_cap",
+)
+
+
+def build_propensity_model(settings: Mapping, **overrides) -> PropensityModel:
+    """A :class:`PropensityModel` from a model config mapping (``conf/model/churn.yaml`` as a plain dict).
+
+    Keys the estimator does not take (``name``, ``registered_name``, ``kind``, ``bands``, ``reason_codes``) are
+    ignored; ``overrides`` win over ``settings`` (a tuner's trial params go in ``params=``).
+    """
+    if settings.get("kind", "propensity") != "propensity":
+        raise ValueError(f"model config kind is {settings.get('kind')!r}, not 'propensity'")
+    if "target" not in settings and "target" not in overrides:
+        raise ValueError("model config has no target")
+    kwargs = {k: settings[k] for k in _ESTIMATOR_KEYS if k in settings}
+    kwargs.update(overrides)
+    for key in ("features", "categorical", "exclude"):
+        if kwargs.get(key) is not None:
+            kwargs[key] = list(kwargs[key])
+    for key in ("params", "size_cap"):
+        if kwargs.get(key) is not None:
+            kwargs[key] = dict(kwargs[key])
+    return PropensityModel(**kwargs)
