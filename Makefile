@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 EXTRAS := spark,pipeline,notebooks,dev
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
+# OpenMP threads sleep instead of spinning while they wait: LightGBM is 10-30x slower on a busy machine otherwise.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .DEFAULT_GOAL := help
 .PHONY: help setup run simulate test test-fast lint lock clean

@@ -22,7 +22,7 @@ class SimulationSummary:
 
     def render(self) -> str:
         lines = [f"Simulated bank written to {self.out_dir}  ({self.bytes_on_disk / 2**20:,.1f} MiB on disk)"]
-        lines += [f"  {name:<14} {n:>14,} rows" for name, n in self.rows.items()]
+        lines += [f"  {name:<22} {n:>14,} rows" for name, n in self.rows.items()]
         if self.validation:
             lines.append(
                 "  validation: {status}; {n_rejected:,} rows set aside (rejects in {rejects_path})".format(
@@ -53,8 +53,8 @@ def run_simulate(params: SimulatorParams, out_dir: Path, validation: dict | None
         result = validate_dataset_folder(out_dir, report_dir, **validation)
         outcome = {
             "status": "passed",
-            "n_rejected": int(sum(c["n_rejected"] for c in result.counts.values())),
-            "rejects_path": report_dir / "rejects.parquet",
+            "n_rejected": int(sum(c.n_rejected for c in result.counts.values())),
+            "rejects_path": result.rejects_path,
         }
     summary = SimulationSummary(out_dir=out_dir, rows=rows, bytes_on_disk=folder_size(out_dir), validation=outcome)
     print(summary.render())

@@ -1,0 +1,32 @@
+"""bankseg-promote: challenger -> champion if it passes the gate (model=personas|churn|conversion|upgrade)."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from bankseg.cli import CONFIG_DIR, HYDRA_VERSION_BASE
+from bankseg.cli.settings import feature_kwargs_from, label_settings_from, plain
+from bankseg.jobs.promote import run_promote
+from bankseg.models.registry import PromotionGate
+
+
+@hydra.main(version_base=HYDRA_VERSION_BASE, config_path=CONFIG_DIR, config_name="promote")
+def main(cfg: DictConfig) -> None:
+    gate = PromotionGate(**plain(cfg.promotion))
+    decision = run_promote(
+        model_cfg=plain(cfg.model),
+        gate=gate,
+        data_path=cfg.data.path,
+        feature_kwargs=feature_kwargs_from(cfg),
+        label_settings=label_settings_from(cfg),
+        as_of_cfg=plain(cfg.as_of),
+        mlflow_cfg=plain(cfg.mlflow),
+        config=plain(cfg),
+    )
+    verdict = "PROMOTED" if decision.promoted else "kept the champion"
+    print(f"{cfg.model.registered_name}: {verdict} — {decision.reason}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Turn the config groups that several jobs share into typed arguments (the only place that reads them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from bankseg.features.labels import LabelSettings
+
+
+def plain(node) -> Any:
+    """A config node as plain Python containers (resolved), for logging and for the job functions."""
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def label_settings_from(cfg: DictConfig) -> LabelSettings:
+    """LabelSettings from the ``labels`` group and the dataset's product lists."""
+    labels = cfg.labels
+    return LabelSettings(
+        churn_horizon_months=int(labels.churn.horizon_months),
+        churn_drop_share=float(labels.churn.drop_share),
+        churn_min_aum_adb=float(labels.churn.min_aum_adb),
+        conversion_horizon_months=int(labels.conversion.horizon_months),
+        conversion_target_value=float(labels.conversion.target_value),
+        conversion_loan_share=float(labels.conversion.loan_share),
+        upgrade_horizon_months=int(labels.upgrade.horizon_months),
+        upgrade_products=tuple(labels.upgrade.products),
+        aum_products=tuple(cfg.data.aum_products),
+        loan_products=tuple(cfg.data.loan_products),
+    )
+
+
+def feature_kwargs_from(cfg: DictConfig, engine: str = "pandas") -> dict[str, Any]:
+    """Keyword arguments of :func:`bankseg.features.build.build_feature_table` from ``features`` and ``data``."""
+    feats = cfg.features
+    return {
+        "windows": [int(w) for w in feats.windows],
+        "aum_products": list(cfg.data.aum_products),
+        "loan_products": list(cfg.data.loan_products),
+        "recency_cap_days": int(feats.recency_cap_days),
+        "salary_day_std_scale": float(feats.salary_day_std_scale),
+        "n_buckets": int(feats.n_buckets),
+        "engine": engine,
+        "spark_master": str(feats.spark_master),
+    }

@@ -1,0 +1,31 @@
+"""bankseg-train: train one model (model=personas|churn|conversion|upgrade), evaluate, log, register."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from bankseg.cli import CONFIG_DIR, HYDRA_VERSION_BASE
+from bankseg.cli.settings import feature_kwargs_from, label_settings_from, plain
+from bankseg.jobs.train import run_train
+
+
+@hydra.main(version_base=HYDRA_VERSION_BASE, config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    result = run_train(
+        model_cfg=plain(cfg.model),
+        data_path=cfg.data.path,
+        feature_kwargs=feature_kwargs_from(cfg),
+        label_settings=label_settings_from(cfg),
+        as_of_cfg=plain(cfg.as_of),
+        mlflow_cfg=plain(cfg.mlflow),
+        config=plain(cfg),
+        register=bool(cfg.register),
+        use_ground_truth=bool(cfg.use_ground_truth),
+    )
+    print(result.render())
+    return result.metrics.get("oot/auc")
+
+
+if __name__ == "__main__":
+    main()

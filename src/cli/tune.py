@@ -1,0 +1,39 @@
+"""bankseg-tune: Optuna study for one propensity model (model=churn hpo.n_trials=50)."""
+
+from __future__ import annotations
+
+import hydra
+from hydra import compose
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from bankseg.cli import CONFIG_DIR, HYDRA_VERSION_BASE
+from bankseg.cli.settings import feature_kwargs_from, label_settings_from, plain
+from bankseg.jobs.tune import run_tune
+
+
+@hydra.main(version_base=HYDRA_VERSION_BASE, config_path=CONFIG_DIR, config_name="tune")
+def main(cfg: DictConfig) -> float:
+    job_overrides = list(HydraConfig.get().overrides.task)
+
+    def compose_trial(overrides: list[str]) -> dict:
+        """This job's config with the trial's overrides on top, composed by Hydra."""
+        return plain(compose(config_name="tune", overrides=[*job_overrides, *overrides]))
+
+    result = run_tune(
+        model_cfg=plain(cfg.model),
+        hpo_cfg=plain(cfg.hpo),
+        data_path=cfg.data.path,
+        feature_kwargs=feature_kwargs_from(cfg),
+        label_settings=label_settings_from(cfg),
+        as_of_cfg=plain(cfg.as_of),
+        mlflow_cfg=plain(cfg.mlflow),
+        config=plain(cfg),
+        compose=compose_trial,
+    )
+    print(result.render())
+    return result.best_value
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Promote a model's challenger to champion when it beats the champion on the same out-of-time data.
+
+Both versions are loaded from the registry and scored by one function on one frame: the OOT as_of of the current
+data (planned as in training). Propensity models are compared on OOT ROC AUC; persona models on the silhouette of
+their own assignment of the OOT customers (in the challenger's scaled space, on a seeded sample) — both
+"higher is better". The gate (metric, minimum gain) is conf/promotion/default.yaml.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from bankseg.data.io import dataset_fingerprint
+from bankseg.features.labels import LabelSettings
+from bankseg.jobs.train import build_training_frame, data_month_range
+from bankseg.models import metrics as m
+from bankseg.models.oot_split import resolve_as_of_plan
+from bankseg.models.pyfunc import predict_frame, unwrap
+from bankseg.models.registry import PromotionDecision, PromotionGate, promote
+from bankseg.models.tracking import configure_tracking, start_job_run
+
+log = logging.getLogger(__name__)
+SILHOUETTE_SAMPLE = 5000
+
+
+def propensity_evaluator(frame: pd.DataFrame, target: str):
+    """A function scoring a model version's OOT ROC AUC on ``frame`` (rows with a label)."""
+    scored = frame[frame[target].notna()]
+    y = scored[target].to_numpy(dtype=int)
+
+    def evaluate(model_uri: str) -> float:
+        probability = predict_frame(mlflow.pyfunc.load_model(model_uri), scored)["probability"].to_numpy()
+        return m.roc_auc(y, probability)
+
+    return evaluate
+
+
+def persona_evaluator(frame: pd.DataFrame, seed: int = 0):
+    """A function scoring a persona model version by the silhouette of its assignment on ``frame``."""
+    from sklearn.metrics import silhouette_score
+
+    sample = frame.sample(n=min(SILHOUETTE_SAMPLE, len(frame)), random_state=seed)
+
+    def evaluate(model_uri: str) -> float:
+        model = unwrap(mlflow.pyfunc.load_model(model_uri))
+        ids = np.asarray(model.predict(sample))
+        if np.unique(ids).size < 2:
+            return -1.0
+        return float(silhouette_score(model.transform(sample), ids, random_state=seed))
+
+    return evaluate
+
+
+def run_promote(
+    *,
+    model_cfg: dict[str, Any],
+    gate: PromotionGate,
+    data_path: Path,
+    feature_kwargs: dict[str, Any],
+    label_settings: LabelSettings,
+    as_of_cfg: dict[str, Any],
+    mlflow_cfg: dict[str, Any],
+    config: dict[str, Any],
+) -> PromotionDecision:
+    """Score challenger and champion of ``model_cfg['registered_name']`` on the OOT frame and apply ``gate``."""
+    configure_tracking(**mlflow_cfg)
+    first, last = data_month_range(data_path)
+    plan = resolve_as_of_plan(
+        as_of_cfg.get("train"), as_of_cfg.get("oot"), first, last,
+        horizon_months=label_settings.longest_horizon_months,
+        history_months=max(feature_kwargs.get("windows", (12,))),
+        n_train=1, step_months=as_of_cfg.get("step_months", 3),
+    )
+    frame = build_training_frame(Path(data_path), plan, feature_kwargs, label_settings)
+    oot = frame[frame["split"] == "oot"].drop(columns=["split"])
+    if model_cfg["kind"] == "propensity":
+        evaluate = propensity_evaluator(oot, model_cfg["target"])
+    else:
+        evaluate = persona_evaluator(oot)
+        gate = replace(gate, metric="oot/silhouette")
+    with start_job_run("promote", config, dataset_fingerprint(data_path), tags={"bankseg.model": model_cfg["name"]}):
+        mlflow.log_dict(plan.as_dict(), "as_of_plan.json")
+        decision = promote(model_cfg["registered_name"], evaluate, gate)
+    log.info("%s: %s", model_cfg["registered_name"], decision.reason)
+    return decision

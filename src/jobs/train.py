@@ -1,0 +1,262 @@
+"""Train one model (personas or a propensity model), evaluate it out of time, log it and register it.
+
+The training frame stacks several as_of dates (``split == "train"``) and one later out-of-time date
+(``split == "oot"``); see :mod:`bankseg.models.oot_split`. Propensity models are fitted on the training rows
+only (their own validation and calibration hold-outs come out of those) and judged on the OOT rows. On the
+simulated bank the ground truth is read for *metrics only* (the oracle AUC, persona recovery); it never reaches
+a model.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from bankseg.data.io import dataset_fingerprint
+from bankseg.features.build import build_feature_table
+from bankseg.features.labels import LabelSettings, check_out_of_time
+from bankseg.models import metrics as m
+from bankseg.models.oot_split import AsOfPlan, resolve_as_of_plan
+from bankseg.models.oracle import oracle_scores, persona_truth
+from bankseg.models.pyfunc import (
+    PersonaPyfunc,
+    PropensityPyfunc,
+    input_schema,
+    model_requirements,
+    to_model_input,
+)
+from bankseg.models.registry import register_model
+from bankseg.models.tracking import configure_tracking, log_frame, log_metrics_by_split, start_job_run
+
+log = logging.getLogger(__name__)
+
+KEY_COLUMNS = ("customer_id", "as_of", "split")
+PSI_BINS = 10
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced: its metrics, the MLflow run and the registered version."""
+
+    model_name: str
+    run_id: str
+    metrics: dict[str, float]
+    registered_name: str | None = None
+    version: str | None = None
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def render(self) -> str:
+        head = f"{self.model_name}: MLflow run {self.run_id}"
+        if self.version is not None:
+            head += f", registered {self.registered_name} version {self.version}"
+        return "\n".join([head, *(f"  {k:<28} {v:.4f}" for k, v in sorted(self.metrics.items()))])
+
+
+# ------------------------------------------------------------------------------------------------ the data
+def data_month_range(data_path: Path) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last month covered by the dataset's balances (the data's own period)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    from bankseg.data.io import table_path
+
+    path = table_path(Path(data_path), "balances")
+    if path is None:
+        raise ValueError(f"no balances table in {data_path}: cannot tell which months the data covers")
+    months = ds.dataset(path, format="parquet").to_table(columns=["month"]).column("month")
+    lo, hi = pc.min_max(months).values()
+    return pd.Timestamp(lo.as_py()), pd.Timestamp(hi.as_py())
+
+
+def build_training_frame(
+    data_path: Path,
+    plan: AsOfPlan,
+    feature_kwargs: dict[str, Any],
+    label_settings: LabelSettings,
+) -> pd.DataFrame:
+    """Features and labels for every training as_of and the OOT as_of, with a ``split`` column."""
+    check_out_of_time(plan.train, plan.oot, label_settings)
+    dates = [*plan.train, plan.oot]
+    frame = build_feature_table(data_path, dates, **feature_kwargs, label_settings=label_settings)
+    frame["split"] = np.where(frame["as_of"] == plan.oot, "oot", "train")
+    return frame
+
+
+# ----------------------------------------------------------------------------------------- propensity models
+def evaluate_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """The standard metric set on the rows with a label (NaN labels are out of scope)."""
+    keep = ~np.isnan(y)
+    return m.binary_classification_report(y[keep].astype(int), p[keep])
+
+
+def train_propensity(
+    frame: pd.DataFrame,
+    model_cfg: dict[str, Any],
+    *,
+    truth_path: Path | None = None,
+) -> tuple[Any, dict[str, dict[str, float]], dict[str, pd.DataFrame]]:
+    """Fit a :class:`PropensityModel` on the training rows; return (model, metrics by split, tables)."""
+    from bankseg.models.propensity import PropensityModel
+
+    target = model_cfg["target"]
+    estimator = PropensityModel(**estimator_kwargs(PropensityModel, model_cfg))
+    train = frame[frame["split"] == "train"].drop(columns=["split"])
+    oot = frame[frame["split"] == "oot"].drop(columns=["split"])
+    estimator.fit(train)
+
+    scores = {"train": estimator.predict_proba(train), "oot": estimator.predict_proba(oot)}
+    labels = {"train": train[target].to_numpy(dtype=float), "oot": oot[target].to_numpy(dtype=float)}
+    by_split = {split: evaluate_scores(labels[split], scores[split]) for split in scores}
+    by_split["val"] = {
+        metric: float(values[estimator.best_iteration_ - 1]) for metric, values in estimator.evals_result_["val"].items()
+    }
+    by_split["train"]["best_iteration"] = float(estimator.best_iteration_)
+    by_split["train"]["n_dropped_unlabelled"] = float(estimator.n_dropped_)
+
+    score_psi = m.psi(scores["train"], scores["oot"], bins=PSI_BINS)
+    by_split["oot"]["psi_score"] = float(score_psi.value)
+    keep = ~np.isnan(labels["oot"])
+    tables = {
+        "oot_deciles": m.decile_table(labels["oot"][keep].astype(int), scores["oot"][keep]),
+        "oot_calibration": m.calibration_table(labels["oot"][keep].astype(int), scores["oot"][keep]),
+        "psi_score_bins": score_psi.table,
+    }
+    if truth_path is not None:
+        oracle = oracle_auc(oot, target, truth_path)
+        if oracle is not None:
+            by_split["oot"]["oracle_auc"] = oracle
+            by_split["oot"]["auc_vs_oracle"] = by_split["oot"]["auc"] / oracle
+    return estimator, {k: v for k, v in by_split.items() if v}, tables
+
+
+def oracle_auc(oot: pd.DataFrame, target: str, truth_path: Path) -> float | None:
+    """AUC of the simulator's true hazard for this label at the OOT as_of (the best any model could do)."""
+    scores = oracle_scores(truth_path, oot[["customer_id", "as_of"]], target)
+    if scores is None:
+        return None
+    y = oot[target].to_numpy(dtype=float)
+    keep = ~np.isnan(y) & ~np.isnan(scores)
+    return m.roc_auc(y[keep].astype(int), scores[keep])
+
+
+# ------------------------------------------------------------------------------------------------ personas
+def train_personas(
+    frame: pd.DataFrame,
+    model_cfg: dict[str, Any],
+    *,
+    previous=None,
+    truth_path: Path | None = None,
+) -> tuple[Any, dict[str, dict[str, float]], dict[str, pd.DataFrame]]:
+    """Fit the persona model on the latest training as_of; ids matched to ``previous`` (the champion)."""
+    from bankseg.models.personas import PersonaModel, persona_recovery_ari
+
+    latest = frame[frame["as_of"] == frame.loc[frame["split"] == "train", "as_of"].max()]
+    estimator = PersonaModel(**estimator_kwargs(PersonaModel, model_cfg))
+    estimator.fit(latest, previous=previous)
+    ids = estimator.predict(latest)
+    fit_metrics = {
+        "k": float(estimator.k_),
+        "stability_ari": float(estimator.stability_),
+        "n_customers": float(len(latest)),
+    }
+    truth = persona_truth(truth_path, latest["customer_id"].to_numpy()) if truth_path is not None else None
+    if truth is not None:
+        fit_metrics["ari_vs_planted"] = float(persona_recovery_ari(ids, truth))
+    tables = {"profile": estimator.profile_.reset_index(), "k_selection": estimator.selection_.reset_index()}
+    return estimator, {"train": fit_metrics}, tables
+
+
+# ---------------------------------------------------------------------------------------------------- the job
+def run_train(
+    *,
+    model_cfg: dict[str, Any],
+    data_path: Path,
+    feature_kwargs: dict[str, Any],
+    label_settings: LabelSettings,
+    as_of_cfg: dict[str, Any],
+    mlflow_cfg: dict[str, Any],
+    config: dict[str, Any],
+    register: bool = True,
+    use_ground_truth: bool = True,
+) -> TrainResult:
+    """Train, evaluate, log and (optionally) register the model described by ``model_cfg``."""
+    data_path = Path(data_path)
+    configure_tracking(**mlflow_cfg)
+    first, last = data_month_range(data_path)
+    horizon = label_settings.longest_horizon_months
+    plan = resolve_as_of_plan(
+        as_of_cfg.get("train"),
+        as_of_cfg.get("oot"),
+        first,
+        last,
+        horizon_months=horizon,
+        history_months=max(feature_kwargs.get("windows", (12,))),
+        n_train=as_of_cfg.get("n_train", 4),
+        step_months=as_of_cfg.get("step_months", 3),
+    )
+    log.info("as_of plan: train %s, out-of-time %s", plan.as_dict()["train"], plan.as_dict()["oot"])
+    frame = build_training_frame(data_path, plan, feature_kwargs, label_settings)
+    truth_path = data_path if use_ground_truth else None
+    kind, name = model_cfg["kind"], model_cfg["name"]
+    registered = model_cfg["registered_name"]
+
+    with start_job_run("train", config, dataset_fingerprint(data_path), tags={"bankseg.model": name}) as run:
+        mlflow.log_dict(plan.as_dict(), "as_of_plan.json")
+        if kind == "personas":
+            previous = _previous_champion(registered)
+            estimator, by_split, tables = train_personas(
+                frame, model_cfg, previous=previous, truth_path=truth_path
+            )
+            wrapper, example = PersonaPyfunc(estimator), frame.loc[frame["split"] == "train"].head(50)
+        elif kind == "propensity":
+            estimator, by_split, tables = train_propensity(frame, model_cfg, truth_path=truth_path)
+            wrapper, example = PropensityPyfunc(estimator), frame.loc[frame["split"] == "oot"].head(50)
+        else:
+            raise ValueError(f"model.kind must be 'personas' or 'propensity', got {kind!r}")
+        flat = log_metrics_by_split(by_split)
+        for table_name, table in tables.items():
+            log_frame(table, f"tables/{table_name}.csv")
+        example = to_model_input(example, input_columns(estimator))
+        signature = mlflow.models.ModelSignature(
+            inputs=input_schema(example),
+            outputs=mlflow.models.infer_signature(example, wrapper.predict(None, example)).outputs,
+        )
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=wrapper, input_example=example, signature=signature,
+            pip_requirements=model_requirements(),
+        )
+        version = None
+        if register:
+            version = register_model(info.model_uri, registered, tags={"bankseg.run_id": run.info.run_id}).version
+        log.info("%s: %s", name, ", ".join(f"{k}={v:.4f}" for k, v in sorted(flat.items())))
+        return TrainResult(name, run.info.run_id, flat, registered if register else None, version, tables)
+
+
+def input_columns(estimator) -> list[str]:
+    """The feature-table columns a fitted estimator reads."""
+    names = getattr(estimator, "feature_names_", None)
+    return list(names if names is not None else estimator.features)
+
+
+def estimator_kwargs(estimator_class, model_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a model config that are arguments of ``estimator_class`` (the rest describe the job)."""
+    import inspect
+
+    accepted = set(inspect.signature(estimator_class.__init__).parameters) - {"self"}
+    return {key: value for key, value in model_cfg.items() if key in accepted}
+
+
+def _previous_champion(registered: str):
+    """The current champion's estimator (for stable persona ids), or None when there is none yet."""
+    from bankseg.models.pyfunc import unwrap
+    from bankseg.models.registry import find_version, load_model
+
+    if find_version(registered, "champion") is None:
+        return None
+    return unwrap(load_model(registered, "champion"))

@@ -1,0 +1,183 @@
+"""Tune a propensity model with Optuna: one parent MLflow run, each trial a nested run, pruning on LightGBM's
+per-iteration validation metric.
+
+Optuna is called directly (Hydra's Optuna sweeper pins Optuna 2: STACK.md). Each trial's configuration is
+composed by Hydra from the job's own config plus ``model.params.<name>=<value>`` overrides, through the
+``compose`` callable the entry point passes in, so a trial is exactly what ``bankseg-train`` with those
+overrides would train. Tuning only sees the training as_of dates; the out-of-time rows stay untouched for the
+final model's evaluation. The best trial's params are written as ``conf/experiment/<name>.yaml``
+(``# @package _global_``), usable as ``bankseg-train model=<m> +experiment=<name>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import optuna
+import pandas as pd
+import yaml
+
+from bankseg.data.io import dataset_fingerprint
+from bankseg.features.labels import LabelSettings
+from bankseg.jobs.train import build_training_frame, data_month_range, estimator_kwargs
+from bankseg.models.oot_split import resolve_as_of_plan
+from bankseg.models.tracking import configure_tracking, log_metrics_by_split, start_job_run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TuneResult:
+    """The study's outcome: best value and params, trial counts, where the experiment file went."""
+
+    best_value: float
+    best_params: dict[str, Any]
+    n_complete: int
+    n_pruned: int
+    seconds: float
+    experiment_file: Path | None
+    run_id: str
+
+    def render(self) -> str:
+        lines = [
+            f"best value {self.best_value:.4f} after {self.n_complete} complete and {self.n_pruned} pruned trials "
+            f"({self.seconds:.0f} s); MLflow parent run {self.run_id}",
+            *(f"  {k} = {v}" for k, v in sorted(self.best_params.items())),
+        ]
+        if self.experiment_file is not None:
+            lines.append(f"written {self.experiment_file} (use +experiment={self.experiment_file.stem})")
+        return "\n".join(lines)
+
+
+def suggest(trial: optuna.Trial, search_space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Draw one value per parameter of ``search_space`` (conf/hpo/*.yaml) from the trial."""
+    params: dict[str, Any] = {}
+    for name, spec in search_space.items():
+        kind = spec["type"]
+        if kind == "float":
+            params[name] = trial.suggest_float(name, spec["low"], spec["high"], log=spec.get("log", False))
+        elif kind == "int":
+            params[name] = trial.suggest_int(name, spec["low"], spec["high"], log=spec.get("log", False))
+        elif kind == "categorical":
+            params[name] = trial.suggest_categorical(name, list(spec["choices"]))
+        else:
+            raise ValueError(f"search space {name}: type must be float, int or categorical, got {kind!r}")
+    return params
+
+
+def make_pruner(pruner_cfg: dict[str, Any]) -> optuna.pruners.BasePruner:
+    """The configured pruner: ``median`` (MedianPruner) or ``none``."""
+    kind = pruner_cfg.get("kind", "median")
+    if kind == "none":
+        return optuna.pruners.NopPruner()
+    if kind == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=pruner_cfg.get("n_startup_trials", 5),
+            n_warmup_steps=pruner_cfg.get("n_warmup_steps", 30),
+            interval_steps=pruner_cfg.get("interval_steps", 10),
+        )
+    raise ValueError(f"hpo.pruner.kind must be 'median' or 'none', got {kind!r}")
+
+
+def write_experiment(path: Path, model_name: str, params: dict[str, Any], note: str) -> Path:
+    """Write a Hydra experiment file pinning ``model.params`` to ``params``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = yaml.safe_dump({"model": {"params": params}}, sort_keys=True)
+    path.write_text(f"# @package _global_\n# {note}\n# Use: bankseg-train model={model_name} +experiment={path.stem}\n{body}")
+    return path
+
+
+def run_tune(
+    *,
+    model_cfg: dict[str, Any],
+    hpo_cfg: dict[str, Any],
+    data_path: Path,
+    feature_kwargs: dict[str, Any],
+    label_settings: LabelSettings,
+    as_of_cfg: dict[str, Any],
+    mlflow_cfg: dict[str, Any],
+    config: dict[str, Any],
+    compose: Callable[[list[str]], dict[str, Any]],
+    write_experiment_file: bool = True,
+) -> TuneResult:
+    """Run the Optuna study for the propensity model in ``model_cfg``; see the module docstring."""
+    from bankseg.models.propensity import PropensityModel, make_pruning_callback
+
+    if model_cfg.get("kind") != "propensity":
+        raise ValueError(f"bankseg-tune tunes propensity models; model={model_cfg.get('name')} is {model_cfg.get('kind')}")
+    configure_tracking(**mlflow_cfg)
+    first, last = data_month_range(data_path)
+    plan = resolve_as_of_plan(
+        as_of_cfg.get("train"), as_of_cfg.get("oot"), first, last,
+        horizon_months=label_settings.longest_horizon_months,
+        history_months=max(feature_kwargs.get("windows", (12,))),
+        n_train=as_of_cfg.get("n_train", 4), step_months=as_of_cfg.get("step_months", 3),
+    )
+    frame = build_training_frame(Path(data_path), plan, feature_kwargs, label_settings)
+    train = frame[frame["split"] == "train"].drop(columns=["split"])
+    metric = hpo_cfg.get("metric", "val/auc").split("/")[-1]
+    study = optuna.create_study(
+        direction=hpo_cfg.get("direction", "maximize"),
+        sampler=optuna.samplers.TPESampler(seed=hpo_cfg.get("seed", 0)),
+        pruner=make_pruner(hpo_cfg.get("pruner", {})),
+    )
+    fingerprint = dataset_fingerprint(data_path)
+
+    def objective(trial: optuna.Trial) -> float:
+        drawn = suggest(trial, hpo_cfg["search_space"])
+        trial_cfg = compose([f"model.params.{k}={v}" for k, v in drawn.items()])
+        trial_model = trial_cfg["model"]
+        with start_job_run(
+            "tune-trial", trial_cfg, fingerprint, nested=True, run_name=f"trial-{trial.number:03d}",
+            tags={"bankseg.model": model_cfg["name"], "optuna.trial": str(trial.number)},
+        ):
+            estimator = PropensityModel(**estimator_kwargs(PropensityModel, trial_model))
+            try:
+                estimator.fit(train, callbacks=[make_pruning_callback(trial, metric=metric, valid_name="val")])
+            except optuna.TrialPruned:
+                mlflow.set_tag("optuna.state", "pruned")
+                value = None
+            else:
+                value = float(estimator.evals_result_["val"][metric][estimator.best_iteration_ - 1])
+                mlflow.set_tag("optuna.state", "complete")
+                log_metrics_by_split({"val": {metric: value, "best_iteration": estimator.best_iteration_}})
+        if value is None:
+            raise optuna.TrialPruned()
+        return value
+
+    started = time.perf_counter()
+    with start_job_run("tune", config, fingerprint, tags={"bankseg.model": model_cfg["name"]}) as parent:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study.optimize(
+            objective, n_trials=hpo_cfg["n_trials"], timeout=hpo_cfg.get("timeout_s"), show_progress_bar=True
+        )
+        seconds = time.perf_counter() - started
+        states = pd.Series([t.state.name for t in study.trials]).value_counts()
+        n_complete, n_pruned = int(states.get("COMPLETE", 0)), int(states.get("PRUNED", 0))
+        if n_complete == 0:
+            raise RuntimeError(f"no trial completed ({n_pruned} pruned): widen the search space or the warm-up")
+        mlflow.log_params({f"best.{k}": v for k, v in study.best_params.items()})
+        log_metrics_by_split({
+            "tune": {"best_" + metric: study.best_value, "n_complete": n_complete, "n_pruned": n_pruned,
+                     "seconds": seconds},
+        })
+        experiment_file = None
+        if write_experiment_file:
+            note = (f"Written by bankseg-tune: best of {len(study.trials)} trials (seed {hpo_cfg.get('seed', 0)}), "
+                    f"val/{metric} = {study.best_value:.4f}, MLflow run {parent.info.run_id}")
+            experiment_file = write_experiment(
+                Path(hpo_cfg["experiment_dir"]) / f"{hpo_cfg['experiment_name']}.yaml",
+                model_cfg["name"], study.best_params, note,
+            )
+            mlflow.log_artifact(str(experiment_file), "experiment")
+        log.info("best val/%s %.4f with %s (%d complete, %d pruned, %.0f s)",
+                 metric, study.best_value, study.best_params, n_complete, n_pruned, seconds)
+        return TuneResult(study.best_value, dict(study.best_params), n_complete, n_pruned, seconds,
+                          experiment_file, parent.info.run_id)
+

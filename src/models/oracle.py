@@ -1,0 +1,47 @@
+"""What the simulated bank's ground truth says a perfect model could reach (metrics only, never features).
+
+The simulator writes the true monthly hazards beside the dataset (``ground_truth_monthly/``); the oracle score
+of a customer for an as_of T is the hazard of month T-1, the last month an observer at T could know
+(:mod:`bankseg.data.simulate`, "The oracle churn AUC"). Real datasets have no ground truth: None.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bankseg.data.io import read_table, table_path
+
+# Which true hazard ranks customers for which label; conversion has no planted hazard.
+ORACLE_HAZARD = {"label_churn": "churn_hazard", "label_upgrade": "upgrade_hazard"}
+
+
+def oracle_scores(data_path: Path, keys: pd.DataFrame, target: str) -> np.ndarray | None:
+    """The true hazard for ``target`` of each (customer_id, as_of) row of ``keys``; NaN where unknown.
+
+    None when the dataset has no ground truth or the label has no planted hazard.
+    """
+    hazard = ORACLE_HAZARD.get(target)
+    if hazard is None or table_path(Path(data_path), "ground_truth_monthly") is None:
+        return None
+    observed = (pd.to_datetime(keys["as_of"]) - pd.DateOffset(months=1)).dt.to_period("M").dt.to_timestamp()
+    months = sorted(observed.unique())
+    truth = read_table(
+        Path(data_path), "ground_truth_monthly", columns=["customer_id", "month", hazard],
+        filters=[("month", "in", [pd.Timestamp(m).to_pydatetime() for m in months])],
+    )
+    truth["month"] = pd.to_datetime(truth["month"]).dt.to_period("M").dt.to_timestamp()
+    lookup = pd.DataFrame({"customer_id": keys["customer_id"].to_numpy(), "month": observed.to_numpy()})
+    merged = lookup.merge(truth, on=["customer_id", "month"], how="left", validate="many_to_one")
+    return merged[hazard].to_numpy(dtype=float)
+
+
+def persona_truth(data_path: Path, customer_ids: np.ndarray) -> np.ndarray | None:
+    """The planted persona of each customer id, or None for data without ground truth."""
+    path = Path(data_path) / "ground_truth.parquet"
+    if not path.exists():
+        return None
+    truth = pd.read_parquet(path, columns=["customer_id", "persona"])
+    return pd.DataFrame({"customer_id": customer_ids}).merge(truth, on="customer_id", how="left")["persona"].to_numpy()
