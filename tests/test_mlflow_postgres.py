@@ -1,0 +1,65 @@
+"""A team MLflow server: PostgreSQL backend, proxied artifacts, and the jobs run against it by tracking URI.
+
+Starts Debian's PostgreSQL (a private cluster on a loopback port; `.ci/run` installs the package) and
+`mlflow server`, then runs train -> register -> promote -> load by alias through the server.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import mlflow
+import pytest
+from hydra import compose, initialize_config_dir
+
+from bankseg.cli import CONFIG_DIR
+from bankseg.data.simulate import SimulatorParams, write_simulated_bank
+from bankseg.models.registry import find_version, load_model
+from bankseg.models.server import running_mlflow_server, running_postgres
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def team_server():
+    root = Path(tempfile.mkdtemp(prefix="bankseg-team-"))
+    os.chmod(root, 0o755)  # the postgres system user must reach its cluster folder
+    with running_postgres(root / "postgres") as backend, running_mlflow_server(backend, root / "artifacts") as url:
+        yield url, backend, root
+
+
+def test_train_register_promote_and_load_through_a_postgres_backed_server(team_server, tmp_path):
+    url, backend, root = team_server
+    assert backend.startswith("postgresql")
+    bank = tmp_path / "bank"
+    write_simulated_bank(SimulatorParams(n_customers=1200, n_months=30, seed=3), bank, progress=False)
+    common = [f"data.path={bank}", f"paths.root_dir={tmp_path}", "model.params.num_threads=1"]
+    os.environ["MLFLOW_TRACKING_URI"] = url  # the environment variable alone points every job at the server
+    try:
+        from bankseg.cli import promote, train
+
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            train_cfg = compose(config_name="train", overrides=["model=churn", *common])
+            promote_cfg = compose(config_name="promote", overrides=["model=churn", *common])
+        assert train_cfg.mlflow.tracking_uri == url
+        train.main(train_cfg)
+        train.main(train_cfg)
+        promote.main(promote_cfg)
+
+        assert str(find_version("bankseg-churn", "challenger").version) == "2"
+        champion = find_version("bankseg-churn", "champion")
+        assert champion is not None
+        run = mlflow.MlflowClient().search_runs(
+            [mlflow.get_experiment_by_name("bankseg").experiment_id], "tags.`bankseg.job` = 'promote'"
+        )[0]
+        assert "promotion/challenger_oot_auc" in run.data.metrics
+        model = load_model("bankseg-churn", "champion")
+        assert "bal_aum_adb_3m" in model.metadata.get_input_schema().input_names()
+        # the artifacts went through the server into its own folder, not into a local mlruns/
+        assert any((root / "artifacts").rglob("MLmodel"))
+        assert not (tmp_path / "mlruns").exists()
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        mlflow.set_tracking_uri(None)
