@@ -22,7 +22,10 @@ def main(cfg: DictConfig) -> float | None:
         config=plain(cfg),
         register=bool(cfg.register),
         use_ground_truth=bool(cfg.use_ground_truth),
+        features_path=cfg.features_path,
     )
+    if cfg.result_file:
+        result.write(cfg.result_file)
     print(result.render())
     return result.metrics.get("oot/auc")
 

@@ -9,6 +9,7 @@ a model.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from bankseg.data.io import dataset_fingerprint
+from bankseg.data.io import dataset_fingerprint, read_table, table_path
 from bankseg.features.build import build_feature_table
 from bankseg.features.labels import LabelSettings, check_out_of_time
 from bankseg.models import metrics as m
@@ -51,6 +52,15 @@ class TrainResult:
     version: str | None = None
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
+    def write(self, path: Path) -> Path:
+        """A small JSON record of the run (the DVC pipeline's output of a training stage)."""
+        record = {"model": self.model_name, "run_id": self.run_id, "registered_name": self.registered_name,
+                  "version": self.version, "metrics": self.metrics}
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+        return path
+
     def render(self) -> str:
         head = f"{self.model_name}: MLflow run {self.run_id}"
         if self.version is not None:
@@ -63,8 +73,6 @@ def data_month_range(data_path: Path) -> tuple[pd.Timestamp, pd.Timestamp]:
     """First and last month covered by the dataset's balances (the data's own period)."""
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
-
-    from bankseg.data.io import table_path
 
     path = table_path(Path(data_path), "balances")
     if path is None:
@@ -79,13 +87,36 @@ def build_training_frame(
     plan: AsOfPlan,
     feature_kwargs: dict[str, Any],
     label_settings: LabelSettings,
+    features_path: Path | None = None,
 ) -> pd.DataFrame:
-    """Features and labels for every training as_of and the OOT as_of, with a ``split`` column."""
+    """Features and labels for every training as_of and the OOT as_of, with a ``split`` column.
+
+    With ``features_path`` (a ``bankseg-features`` output folder holding features.parquet and labels.parquet)
+    the table is read instead of rebuilt; it must hold every planned as_of date.
+    """
     check_out_of_time(plan.train, plan.oot, label_settings)
     dates = [*plan.train, plan.oot]
-    frame = build_feature_table(data_path, dates, **feature_kwargs, label_settings=label_settings)
+    if features_path is None:
+        frame = build_feature_table(data_path, dates, **feature_kwargs, label_settings=label_settings)
+    else:
+        frame = read_feature_table(Path(features_path), dates)
     frame["split"] = np.where(frame["as_of"] == plan.oot, "oot", "train")
     return frame
+
+
+def read_feature_table(folder: Path, dates: list[pd.Timestamp]) -> pd.DataFrame:
+    """Features joined with labels from a ``bankseg-features`` output folder, for ``dates`` only."""
+    wanted = [pd.Timestamp(d).to_pydatetime() for d in dates]
+    features = read_table(folder, "features", filters=[("as_of", "in", wanted)])
+    missing = sorted({pd.Timestamp(d).date().isoformat() for d in dates} - {
+        d.date().isoformat() for d in pd.to_datetime(features["as_of"]).unique()
+    })
+    if missing:
+        raise ValueError(f"{folder}/features.parquet lacks as_of dates {missing}: rerun bankseg-features with them")
+    if table_path(folder, "labels") is None:
+        raise ValueError(f"{folder} has no labels.parquet: training needs labels (bankseg-features with_labels=true)")
+    labels = read_table(folder, "labels", filters=[("as_of", "in", wanted)])
+    return features.merge(labels, on=["customer_id", "as_of"], how="left", validate="one_to_one")
 
 
 # ----------------------------------------------------------------------------------------- propensity models
@@ -184,6 +215,7 @@ def run_train(
     config: dict[str, Any],
     register: bool = True,
     use_ground_truth: bool = True,
+    features_path: Path | None = None,
 ) -> TrainResult:
     """Train, evaluate, log and (optionally) register the model described by ``model_cfg``."""
     data_path = Path(data_path)
@@ -201,7 +233,7 @@ def run_train(
         step_months=as_of_cfg.get("step_months", 3),
     )
     log.info("as_of plan: train %s, out-of-time %s", plan.as_dict()["train"], plan.as_dict()["oot"])
-    frame = build_training_frame(data_path, plan, feature_kwargs, label_settings)
+    frame = build_training_frame(data_path, plan, feature_kwargs, label_settings, features_path)
     truth_path = data_path if use_ground_truth else None
     kind, name = model_cfg["kind"], model_cfg["name"]
     registered = model_cfg["registered_name"]
