@@ -1,0 +1,110 @@
+"""Keyed pseudonyms and direct-identifier dropping: what keeps real customers' identities out of artifacts."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bankseg.data import privacy
+from bankseg.data.privacy import (
+    DEVELOPMENT_KEY,
+    KEY_ENV,
+    drop_direct_identifiers,
+    pseudonymisation_key,
+    pseudonymise,
+)
+
+KEY = b"k" * 32
+OTHER_KEY = b"q" * 32
+
+
+def test_pseudonyms_are_stable_non_negative_int64_and_keyed():
+    ids = np.array([15634602, 15647311, 15634602, 1])
+    first = pseudonymise(ids, KEY)
+    assert first.dtype == np.int64
+    assert (first >= 0).all()
+    assert first[0] == first[2] and len(set(first.tolist())) == 3
+    np.testing.assert_array_equal(first, pseudonymise(ids, KEY))
+    other = pseudonymise(ids, OTHER_KEY)
+    assert not np.isin(other, first).any()  # another key, unrelated pseudonyms
+
+
+def test_pseudonym_does_not_reveal_the_id():
+    ids = np.arange(1, 1001)
+    hashed = pseudonymise(ids, KEY)
+    assert not np.isin(hashed, ids).any()
+    # Neighbouring ids do not get neighbouring pseudonyms: the order is scrambled.
+    assert abs(np.corrcoef(ids, hashed)[0, 1]) < 0.2
+
+
+def test_an_id_hashes_the_same_as_int_float_or_text():
+    as_int = pseudonymise(pd.Series([15634602]), KEY)
+    as_float = pseudonymise(pd.Series([15634602.0]), KEY)
+    as_text = pseudonymise(pd.Series(["15634602"]), KEY)
+    assert as_int[0] == as_float[0] == as_text[0]
+
+
+def test_many_distinct_ids_get_distinct_pseudonyms():
+    ids = np.arange(200_000) * 7 + 3
+    assert len(np.unique(pseudonymise(ids, KEY))) == len(ids)
+
+
+@pytest.mark.parametrize("values", [[1.0, np.nan, 3.0], ["a", None]])
+def test_missing_ids_are_refused(values):
+    with pytest.raises(ValueError, match="missing ids"):
+        pseudonymise(pd.Series(values), KEY)
+
+
+def test_fractional_ids_and_short_keys_are_refused():
+    with pytest.raises(ValueError, match="whole numbers"):
+        pseudonymise(pd.Series([1.5]), KEY)
+    with pytest.raises(ValueError, match="16 to 64 bytes"):
+        pseudonymise([1, 2], b"short")
+
+
+def test_key_from_environment_hex_or_text():
+    hex_key = "ab" * 32
+    assert pseudonymisation_key({KEY_ENV: hex_key}) == bytes.fromhex(hex_key)
+    assert pseudonymisation_key({KEY_ENV: "a passphrase of some length"}) == b"a passphrase of some length"
+    with pytest.raises(ValueError, match=KEY_ENV):
+        pseudonymisation_key({KEY_ENV: "tiny"})
+
+
+def test_unset_key_falls_back_to_development_key_with_one_warning(monkeypatch, caplog):
+    monkeypatch.setattr(privacy, "_warned_development_key", False)
+    with caplog.at_level(logging.WARNING, logger="bankseg.data.privacy"):
+        assert pseudonymisation_key({}) == DEVELOPMENT_KEY
+        assert pseudonymisation_key({}) == DEVELOPMENT_KEY
+    warnings = [r for r in caplog.records if KEY_ENV in r.getMessage()]
+    assert len(warnings) == 1
+    assert "development key" in warnings[0].getMessage()
+
+
+def test_direct_identifiers_are_dropped_and_the_rest_kept():
+    frame = pd.DataFrame({
+        "customer_id": [1, 2],
+        "Surname": ["Hargrave", "Hill"],
+        "FirstName": ["Ann", "Bo"],
+        "mobile": ["+420 123", "+420 456"],
+        "E-mail": ["a@x.cz", "b@x.cz"],
+        "id_number": ["X1", "X2"],
+        "home address": ["Main St 1", "Main St 2"],
+        "客户姓名": ["张三", "李四"],
+        "mobile_banking_since": pd.to_datetime(["2020-01-01", None]),
+        "product_name": ["fund", "loan"],
+        "balance": [1.0, 2.0],
+    })
+    before = frame.copy()
+    kept, dropped = drop_direct_identifiers(frame)
+    assert set(dropped) == {"Surname", "FirstName", "mobile", "E-mail", "id_number", "home address", "客户姓名"}
+    assert list(kept.columns) == ["customer_id", "mobile_banking_since", "product_name", "balance"]
+    pd.testing.assert_frame_equal(frame, before)  # the input is untouched
+
+
+def test_keep_spares_a_checked_false_positive():
+    frame = pd.DataFrame({"name": ["fund A", "fund B"], "x": [1, 2]})
+    kept, dropped = drop_direct_identifiers(frame, keep=["name"])
+    assert dropped == [] and list(kept.columns) == ["name", "x"]
