@@ -1,0 +1,118 @@
+"""Labels on hand-built balances and holdings, and the out-of-time training frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bankseg.data.simulate import SimulatorParams, simulate_bank
+from bankseg.features.labels import (
+    LABEL_COLUMNS,
+    LabelSettings,
+    build_labels,
+    build_training_frame,
+    check_out_of_time,
+    data_end_of,
+)
+
+AS_OF = pd.Timestamp("2024-07-01")
+UPGRADE = ("wealth_management", "fund", "insurance", "precious_metal", "private_banking")
+
+
+def monthly(customer: int, product: str, values: dict[str, float]) -> list[tuple]:
+    return [(customer, pd.Timestamp(m), product, v, v) for m, v in values.items()]
+
+
+def months(start: str, end: str, value: float) -> dict[str, float]:
+    return {str(m.date()): value for m in pd.date_range(start, end, freq="MS")}
+
+
+def balance_rows() -> pd.DataFrame:
+    rows = []
+    rows += monthly(1, "demand_deposit", {**months("2024-04-01", "2024-06-01", 10_000), **months("2024-07-01", "2024-12-01", 2_000)})
+    rows += monthly(2, "demand_deposit", {**months("2024-04-01", "2024-06-01", 10_000), **months("2024-07-01", "2024-12-01", 4_000)})
+    rows += monthly(2, "fund", months("2024-07-01", "2024-09-01", 96_000))
+    rows += monthly(3, "demand_deposit", months("2024-01-01", "2024-12-01", 500))
+    rows += monthly(4, "time_deposit", months("2024-01-01", "2024-12-01", 60_000))
+    rows += monthly(5, "demand_deposit", months("2024-01-01", "2024-12-01", 30_000))
+    rows += monthly(5, "mortgage", months("2024-01-01", "2024-12-01", 30_000))
+    return pd.DataFrame(rows, columns=["customer_id", "month", "product", "avg_daily_balance", "month_end_balance"])
+
+
+def holding_rows() -> pd.DataFrame:
+    rows = [(c, "demand_deposit", "2020-01-01", None) for c in (1, 2, 3, 5)]
+    rows += [
+        (1, "fund", "2024-08-15", None),  # opened within 3 months: upgrade
+        (2, "fund", "2024-11-01", None),  # opened after 3 months: no upgrade
+        (4, "time_deposit", "2020-01-01", "2024-08-10"),  # the only account closes: churn
+    ]
+    rows += [(3, p, "2022-01-01", None) for p in UPGRADE]  # holds every upgrade product already
+    frame = pd.DataFrame(rows, columns=["customer_id", "product", "opened", "closed"])
+    return frame.assign(opened=pd.to_datetime(frame["opened"]), closed=pd.to_datetime(frame["closed"]))
+
+
+def labels(as_of=AS_OF, **overrides) -> pd.DataFrame:
+    balances = balance_rows()
+    return build_labels(
+        balances, holding_rows(), as_of, customer_ids=[1, 2, 3, 4, 5], data_end=data_end_of(balances),
+        settings=LabelSettings(**overrides),
+    ).set_index("customer_id")
+
+
+def test_churn_is_a_70_percent_fall_or_every_account_closing():
+    churn = labels()["label_churn"]
+    assert churn[1] == 1.0  # 10,000 -> 2,000 is an 80% fall
+    assert churn[2] == 0.0  # 10,000 -> 4,000 + fund is not a fall
+    assert np.isnan(churn[3])  # 500 of AUM: out of scope
+    assert churn[4] == 1.0  # balances stay, but the only account closes
+
+
+def test_conversion_reaches_the_target_tier_within_six_months():
+    conversion = labels()["label_conversion"]
+    assert conversion[1] == 0.0
+    assert conversion[2] == 1.0  # the fund lifts the 3-month ADB above 50,000
+    assert np.isnan(conversion[4])  # already above the target
+    assert np.isnan(conversion[5])  # 30,000 AUM + 30,000 loans counts as gold with loan_share 1
+    assert labels(conversion_loan_share=0.0)["label_conversion"][5] == 0.0
+
+
+def test_upgrade_opens_a_higher_value_product_within_three_months():
+    upgrade = labels()["label_upgrade"]
+    assert upgrade[1] == 1.0 and upgrade[2] == 0.0
+    assert np.isnan(upgrade[3])  # holds every upgrade product: nothing to upgrade to
+
+
+def test_labels_are_missing_when_the_data_does_not_cover_the_future():
+    late = labels(pd.Timestamp("2024-11-01"))  # data ends with December 2024
+    assert late[list(LABEL_COLUMNS)].isna().all().all()
+    covered = labels(pd.Timestamp("2024-10-01"))  # 3 months fit (Oct-Dec), 6 do not
+    assert covered["label_churn"].notna().any() and covered["label_conversion"].isna().all()
+
+
+def test_out_of_time_as_of_must_follow_every_training_label_window():
+    settings = LabelSettings()
+    check_out_of_time([pd.Timestamp("2024-01-01")], pd.Timestamp("2024-07-01"), settings)  # 6-month window ends
+    with pytest.raises(ValueError, match="overlaps training label windows"):
+        check_out_of_time([pd.Timestamp("2024-01-01"), pd.Timestamp("2024-03-01")], pd.Timestamp("2024-07-01"), settings)
+
+
+def test_bad_label_settings_fail_loudly():
+    with pytest.raises(ValueError, match="unknown products"):
+        LabelSettings(upgrade_products=("crypto",))
+    with pytest.raises(ValueError, match="churn_drop_share"):
+        LabelSettings(churn_drop_share=1.5)
+
+
+@pytest.mark.slow
+def test_training_frame_stacks_dates_and_marks_the_out_of_time_split():
+    bank = simulate_bank(SimulatorParams(n_customers=300, n_months=24, seed=3))
+    frame = build_training_frame(
+        bank, ["2023-07-01", "2023-10-01"], "2024-06-01", label_settings=LabelSettings()
+    )
+    by_split = frame.groupby("split", observed=True)["as_of"].agg(["min", "max"])
+    assert by_split.loc["oot", "min"] == pd.Timestamp("2024-06-01")
+    assert by_split.loc["train", "max"] == pd.Timestamp("2023-10-01")
+    churn_rate = frame["label_churn"].mean()
+    assert 0.0 < churn_rate < 0.5  # churn happens on the simulated bank, but to a minority
+    assert frame["label_upgrade"].notna().mean() > 0.5
