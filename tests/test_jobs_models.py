@@ -11,6 +11,7 @@ import mlflow
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
+from scipy.optimize import linear_sum_assignment
 
 from bankseg.cli import CONFIG_DIR
 from bankseg.data.simulate import SimulatorParams, write_simulated_bank
@@ -29,11 +30,23 @@ def bank(tmp_path_factory) -> Path:
     return out
 
 
+def _point_mlflow_at(uri: str | None) -> None:
+    """Tracking and registry both, for this process only.
+
+    MLflow's setters also export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI, which the console scripts started by
+    later tests would inherit (and register into the wrong store).
+    """
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri or "")
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
+
+
 @pytest.fixture
 def store(tmp_path) -> str:
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     yield uri
-    mlflow.set_tracking_uri(None)
+    _point_mlflow_at(None)
 
 
 def _cfg(job: str, bank: Path, store: str, root: Path, *overrides: str):
@@ -124,10 +137,10 @@ def test_promote_keeps_the_champion_when_the_challenger_is_worse(bank, store, tm
 def test_persona_ids_stay_stable_when_retrained_on_a_resample(bank, store, tmp_path):
     from bankseg.cli import train
 
-    small = ["model.estimator.k_range=[4,6]", "model.estimator.n_bootstrap=2", "model.estimator.n_init=2"]
+    small = ["model.k_range=[4,6]", "model.n_bootstrap=2", "model.n_init=2"]
     train.main(_cfg("train", bank, store, tmp_path, "model=personas", *small))
     # retrain on another sample of the population: ids are matched to the champion's centroids
-    train.main(_cfg("train", bank, store, tmp_path, "model=personas", *small, "model.estimator.random_state=5"))
+    train.main(_cfg("train", bank, store, tmp_path, "model=personas", *small, "model.random_state=5"))
 
     from bankseg.features.build import build_feature_table
     from bankseg.models.pyfunc import predict_frame
@@ -135,7 +148,13 @@ def test_persona_ids_stay_stable_when_retrained_on_a_resample(bank, store, tmp_p
     frame = build_feature_table(bank, "2025-01-01")
     first = predict_frame(mlflow.pyfunc.load_model("models:/bankseg-personas/1"), frame)["persona_id"]
     second = predict_frame(mlflow.pyfunc.load_model("models:/bankseg-personas/2"), frame)["persona_id"]
-    assert (first.to_numpy() == second.to_numpy()).mean() >= 0.8
+    agreement = (first.to_numpy() == second.to_numpy()).mean()
+    # ids follow the clusters: no relabelling of the second model's personas agrees better with the first
+    overlap = pd.crosstab(first, second).to_numpy()
+    rows, cols = linear_sum_assignment(-overlap)
+    best_relabelling = overlap[rows, cols].sum() / len(first)
+    assert agreement >= best_relabelling - 0.01
+    assert agreement > 0.5
     metrics = mlflow.MlflowClient(tracking_uri=store).get_run(find_version("bankseg-personas", "challenger").run_id).data.metrics
     assert 0.0 <= metrics["train/stability_ari"] <= 1.0
     assert "train/ari_vs_planted" in metrics
@@ -154,7 +173,7 @@ def test_tune_writes_an_experiment_that_train_can_use(bank, tmp_path):
     written = tmp_path / "conf" / "experiment" / "tuned_churn.yaml"
     assert written.read_text().startswith("# @package _global_")
 
-    mlflow.set_tracking_uri(store)
+    _point_mlflow_at(store)
     client = mlflow.MlflowClient(tracking_uri=store)
     experiment = client.get_experiment_by_name("bankseg").experiment_id
     (parent,) = client.search_runs([experiment], "tags.`bankseg.job` = 'tune'")
@@ -172,7 +191,7 @@ def test_tune_writes_an_experiment_that_train_can_use(bank, tmp_path):
     )
     trained = client.get_run(find_version("bankseg-churn", "challenger").run_id)
     assert trained.data.params["model.params.num_leaves"] == best["num_leaves"]
-    mlflow.set_tracking_uri(None)
+    _point_mlflow_at(None)
 
 
 @pytest.mark.slow
@@ -183,10 +202,10 @@ def test_multirun_trains_all_three_propensity_models(bank, tmp_path):
          f"mlflow.tracking_uri={store}", f"paths.root_dir={tmp_path}", *FAST_MODEL],
         cwd=tmp_path,
     )
-    mlflow.set_tracking_uri(store)
+    _point_mlflow_at(store)
     for name in ("bankseg-churn", "bankseg-conversion", "bankseg-upgrade"):
         assert find_version(name, "champion") is not None, name
-    mlflow.set_tracking_uri(None)
+    _point_mlflow_at(None)
 
 
 def test_help_tells_a_newcomer_what_to_set():

@@ -63,3 +63,4 @@ def test_train_register_promote_and_load_through_a_postgres_backed_server(team_s
     finally:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri("")

@@ -17,12 +17,14 @@ def main(cfg: DictConfig) -> None:
     decision = run_promote(
         model_cfg=plain(cfg.model),
         gate=gate,
-        data_path=cfg.data.path,
+        data_cfg=plain(cfg.data),
         feature_kwargs=feature_kwargs_from(cfg),
         label_settings=label_settings_from(cfg),
         as_of_cfg=plain(cfg.as_of),
         mlflow_cfg=plain(cfg.mlflow),
         config=plain(cfg),
+        features_path=cfg.features_path,
+        holdout_fraction=float(cfg.holdout_fraction),
     )
     verdict = "PROMOTED" if decision.promoted else "kept the champion"
     print(f"{cfg.model.registered_name}: {verdict} — {decision.reason}")

@@ -6,6 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from bankseg.data.schema import DEFAULT_AUM_PRODUCTS, DEFAULT_LOAN_PRODUCTS
 from bankseg.features.labels import LabelSettings
 
 
@@ -14,9 +15,15 @@ def plain(node) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
+def product_lists(data: DictConfig) -> tuple[list[str], list[str]]:
+    """The dataset's AUM and loan products (flat snapshots have none: the schema defaults stand in)."""
+    return (list(data.get("aum_products") or DEFAULT_AUM_PRODUCTS), list(data.get("loan_products") or DEFAULT_LOAN_PRODUCTS))
+
+
 def label_settings_from(cfg: DictConfig) -> LabelSettings:
     """LabelSettings from the ``labels`` group and the dataset's product lists."""
     labels = cfg.labels
+    aum, loans = product_lists(cfg.data)
     return LabelSettings(
         churn_horizon_months=int(labels.churn.horizon_months),
         churn_drop_share=float(labels.churn.drop_share),
@@ -26,18 +33,19 @@ def label_settings_from(cfg: DictConfig) -> LabelSettings:
         conversion_loan_share=float(labels.conversion.loan_share),
         upgrade_horizon_months=int(labels.upgrade.horizon_months),
         upgrade_products=tuple(labels.upgrade.products),
-        aum_products=tuple(cfg.data.aum_products),
-        loan_products=tuple(cfg.data.loan_products),
+        aum_products=tuple(aum),
+        loan_products=tuple(loans),
     )
 
 
 def feature_kwargs_from(cfg: DictConfig, engine: str = "pandas") -> dict[str, Any]:
     """Keyword arguments of :func:`bankseg.features.build.build_feature_table` from ``features`` and ``data``."""
     feats = cfg.features
+    aum, loans = product_lists(cfg.data)
     return {
         "windows": [int(w) for w in feats.windows],
-        "aum_products": list(cfg.data.aum_products),
-        "loan_products": list(cfg.data.loan_products),
+        "aum_products": aum,
+        "loan_products": loans,
         "recency_cap_days": int(feats.recency_cap_days),
         "salary_day_std_scale": float(feats.salary_day_std_scale),
         "n_buckets": int(feats.n_buckets),

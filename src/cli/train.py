@@ -14,7 +14,7 @@ from bankseg.jobs.train import run_train
 def main(cfg: DictConfig) -> float | None:
     result = run_train(
         model_cfg=plain(cfg.model),
-        data_path=cfg.data.path,
+        data_cfg=plain(cfg.data),
         feature_kwargs=feature_kwargs_from(cfg),
         label_settings=label_settings_from(cfg),
         as_of_cfg=plain(cfg.as_of),
@@ -23,6 +23,7 @@ def main(cfg: DictConfig) -> float | None:
         register=bool(cfg.register),
         use_ground_truth=bool(cfg.use_ground_truth),
         features_path=cfg.features_path,
+        holdout_fraction=float(cfg.holdout_fraction),
     )
     if cfg.result_file:
         result.write(cfg.result_file)

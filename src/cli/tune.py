@@ -23,13 +23,14 @@ def main(cfg: DictConfig) -> float:
     result = run_tune(
         model_cfg=plain(cfg.model),
         hpo_cfg=plain(cfg.hpo),
-        data_path=cfg.data.path,
+        data_cfg=plain(cfg.data),
         feature_kwargs=feature_kwargs_from(cfg),
         label_settings=label_settings_from(cfg),
         as_of_cfg=plain(cfg.as_of),
         mlflow_cfg=plain(cfg.mlflow),
         config=plain(cfg),
         compose=compose_trial,
+        features_path=cfg.features_path,
     )
     print(result.render())
     return result.best_value

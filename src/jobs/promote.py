@@ -17,11 +17,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from bankseg.data.io import dataset_fingerprint
 from bankseg.features.labels import LabelSettings
-from bankseg.jobs.train import build_training_frame, data_month_range
+from bankseg.jobs.train import load_model_data
 from bankseg.models import metrics as m
-from bankseg.models.oot_split import resolve_as_of_plan
 from bankseg.models.pyfunc import predict_frame, unwrap
 from bankseg.models.registry import PromotionDecision, PromotionGate, promote
 from bankseg.models.tracking import configure_tracking, start_job_run
@@ -62,31 +60,32 @@ def run_promote(
     *,
     model_cfg: dict[str, Any],
     gate: PromotionGate,
-    data_path: Path,
+    data_cfg: dict[str, Any],
     feature_kwargs: dict[str, Any],
     label_settings: LabelSettings,
     as_of_cfg: dict[str, Any],
     mlflow_cfg: dict[str, Any],
     config: dict[str, Any],
+    features_path: Path | None = None,
+    holdout_fraction: float = 0.2,
 ) -> PromotionDecision:
     """Score challenger and champion of ``model_cfg['registered_name']`` on the OOT frame and apply ``gate``."""
     configure_tracking(**mlflow_cfg)
-    first, last = data_month_range(data_path)
-    plan = resolve_as_of_plan(
-        as_of_cfg.get("train"), as_of_cfg.get("oot"), first, last,
-        horizon_months=label_settings.longest_horizon_months,
-        history_months=max(feature_kwargs.get("windows", (12,))),
-        n_train=1, step_months=as_of_cfg.get("step_months", 3),
+    # only the evaluation rows are needed: one training date keeps the feature build small
+    data = load_model_data(
+        data_cfg, feature_kwargs=feature_kwargs, label_settings=label_settings,
+        as_of_cfg={**as_of_cfg, "n_train": 1}, features_path=features_path, holdout_fraction=holdout_fraction,
     )
-    frame = build_training_frame(Path(data_path), plan, feature_kwargs, label_settings)
-    oot = frame[frame["split"] == "oot"].drop(columns=["split"])
+    oot = data.frame[data.frame["split"] == data.eval_split].drop(columns=["split"])
     if model_cfg["kind"] == "propensity":
         evaluate = propensity_evaluator(oot, model_cfg["target"])
     else:
         evaluate = persona_evaluator(oot)
         gate = replace(gate, metric="oot/silhouette")
-    with start_job_run("promote", config, dataset_fingerprint(data_path), tags={"bankseg.model": model_cfg["name"]}):
-        mlflow.log_dict(plan.as_dict(), "as_of_plan.json")
+    if data.eval_split != "oot":
+        gate = replace(gate, metric=gate.metric.replace("oot/", f"{data.eval_split}/"))
+    with start_job_run("promote", config, data.fingerprint, tags={"bankseg.model": model_cfg["name"]}):
+        mlflow.log_dict(data.description, "data_split.json")
         decision = promote(model_cfg["registered_name"], evaluate, gate)
     log.info("%s: %s", model_cfg["registered_name"], decision.reason)
     return decision

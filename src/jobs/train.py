@@ -119,6 +119,94 @@ def read_feature_table(folder: Path, dates: list[pd.Timestamp]) -> pd.DataFrame:
     return features.merge(labels, on=["customer_id", "as_of"], how="left", validate="one_to_one")
 
 
+@dataclass
+class ModelData:
+    """The rows a model is trained and judged on, and what describes them.
+
+    ``frame`` has a ``split`` column: ``train`` rows fit the model (its own validation and calibration hold-outs
+    come out of them) and ``eval_split`` rows judge it: ``oot`` (a later as_of) for a canonical dataset, ``test``
+    (a stratified hold-out) for a flat snapshot, which has no time axis.
+    """
+
+    frame: pd.DataFrame
+    eval_split: str
+    fingerprint: str
+    description: dict[str, Any]
+    truth_path: Path | None = None
+
+
+def load_model_data(
+    data_cfg: dict[str, Any],
+    *,
+    feature_kwargs: dict[str, Any],
+    label_settings: LabelSettings,
+    as_of_cfg: dict[str, Any],
+    features_path: Path | None = None,
+    use_ground_truth: bool = True,
+    holdout_fraction: float = 0.2,
+    seed: int = 0,
+) -> ModelData:
+    """Build the training and evaluation rows for the dataset described by ``data_cfg`` (a conf/data/*.yaml)."""
+    if data_cfg.get("kind", "canonical") == "flat":
+        return _flat_model_data(data_cfg, holdout_fraction, seed)
+    data_path = Path(data_cfg["path"])
+    first, last = data_month_range(data_path)
+    plan = resolve_as_of_plan(
+        as_of_cfg.get("train"),
+        as_of_cfg.get("oot"),
+        first,
+        last,
+        horizon_months=label_settings.longest_horizon_months,
+        history_months=max(feature_kwargs.get("windows", (12,))),
+        n_train=as_of_cfg.get("n_train", 4),
+        step_months=as_of_cfg.get("step_months", 3),
+    )
+    log.info("as_of plan: train %s, out-of-time %s", plan.as_dict()["train"], plan.as_dict()["oot"])
+    frame = build_training_frame(data_path, plan, feature_kwargs, label_settings, features_path)
+    return ModelData(
+        frame=frame,
+        eval_split="oot",
+        fingerprint=dataset_fingerprint(data_path),
+        description={"as_of_plan": plan.as_dict()},
+        truth_path=data_path if use_ground_truth else None,
+    )
+
+
+def _flat_model_data(data_cfg: dict[str, Any], holdout_fraction: float, seed: int) -> ModelData:
+    """A flat labelled snapshot with a stratified, seeded hold-out marked ``test``."""
+    from bankseg.data.adapters.flat import FlatSpec, load_flat_snapshot
+    from bankseg.data.privacy import pseudonymisation_key
+
+    spec = FlatSpec.from_dict(data_cfg)
+    frame = load_flat_snapshot(spec, key=pseudonymisation_key())
+    label = spec.label_column
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(frame), dtype=bool)
+    for value in pd.unique(frame[label]):  # stratified: the same share of each class held out
+        rows = np.flatnonzero((frame[label] == value).to_numpy())
+        test[rng.choice(rows, size=round(len(rows) * holdout_fraction), replace=False)] = True
+    frame = frame.assign(split=np.where(test, "test", "train"))
+    source = Path(spec.path)
+    return ModelData(
+        frame=frame,
+        eval_split="test",
+        fingerprint=file_fingerprint(source),
+        description={"holdout": {"fraction": holdout_fraction, "seed": seed, "stratified_by": label,
+                                 "n_test": int(test.sum()), "n_train": int((~test).sum())}},
+    )
+
+
+def file_fingerprint(path: Path) -> str:
+    """sha256 of a file's bytes (a flat snapshot's fingerprint)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 # ----------------------------------------------------------------------------------------- propensity models
 def evaluate_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """The standard metric set on the rows with a label (NaN labels are out of scope)."""
@@ -130,19 +218,26 @@ def train_propensity(
     frame: pd.DataFrame,
     model_cfg: dict[str, Any],
     *,
+    eval_split: str = "oot",
     truth_path: Path | None = None,
 ) -> tuple[Any, dict[str, dict[str, float]], dict[str, pd.DataFrame]]:
-    """Fit a :class:`PropensityModel` on the training rows; return (model, metrics by split, tables)."""
+    """Fit a :class:`PropensityModel` on the training rows; return (model, metrics by split, tables).
+
+    Metrics are computed on the training rows and on the ``eval_split`` rows (out of time, or a hold-out).
+    """
     from bankseg.models.propensity import PropensityModel
 
     target = model_cfg["target"]
+    if target not in frame.columns:
+        labels_here = sorted(c for c in frame.columns if c.startswith("label_"))
+        raise ValueError(f"model {model_cfg['name']} needs {target}; this data has {labels_here}")
     estimator = PropensityModel(**estimator_kwargs(PropensityModel, model_cfg))
     train = frame[frame["split"] == "train"].drop(columns=["split"])
-    oot = frame[frame["split"] == "oot"].drop(columns=["split"])
+    held = frame[frame["split"] == eval_split].drop(columns=["split"])
     estimator.fit(train)
 
-    scores = {"train": estimator.predict_proba(train), "oot": estimator.predict_proba(oot)}
-    labels = {"train": train[target].to_numpy(dtype=float), "oot": oot[target].to_numpy(dtype=float)}
+    scores = {"train": estimator.predict_proba(train), eval_split: estimator.predict_proba(held)}
+    labels = {"train": train[target].to_numpy(dtype=float), eval_split: held[target].to_numpy(dtype=float)}
     by_split = {split: evaluate_scores(labels[split], scores[split]) for split in scores}
     by_split["val"] = {
         metric: float(values[estimator.best_iteration_ - 1]) for metric, values in estimator.evals_result_["val"].items()
@@ -150,19 +245,20 @@ def train_propensity(
     by_split["train"]["best_iteration"] = float(estimator.best_iteration_)
     by_split["train"]["n_dropped_unlabelled"] = float(estimator.n_dropped_)
 
-    score_psi = m.psi(scores["train"], scores["oot"], bins=PSI_BINS)
-    by_split["oot"]["psi_score"] = float(score_psi.value)
-    keep = ~np.isnan(labels["oot"])
+    score_psi = m.psi(scores["train"], scores[eval_split], bins=PSI_BINS)
+    by_split[eval_split]["psi_score"] = float(score_psi.value)
+    keep = ~np.isnan(labels[eval_split])
+    y_eval, p_eval = labels[eval_split][keep].astype(int), scores[eval_split][keep]
     tables = {
-        "oot_deciles": m.decile_table(labels["oot"][keep].astype(int), scores["oot"][keep]),
-        "oot_calibration": m.calibration_table(labels["oot"][keep].astype(int), scores["oot"][keep]),
+        f"{eval_split}_deciles": m.decile_table(y_eval, p_eval),
+        f"{eval_split}_calibration": m.calibration_table(y_eval, p_eval),
         "psi_score_bins": score_psi.table,
     }
     if truth_path is not None:
-        oracle = oracle_auc(oot, target, truth_path)
+        oracle = oracle_auc(held, target, truth_path)
         if oracle is not None:
-            by_split["oot"]["oracle_auc"] = oracle
-            by_split["oot"]["auc_vs_oracle"] = by_split["oot"]["auc"] / oracle
+            by_split[eval_split]["oracle_auc"] = oracle
+            by_split[eval_split]["auc_vs_oracle"] = by_split[eval_split]["auc"] / oracle
     return estimator, {k: v for k, v in by_split.items() if v}, tables
 
 
@@ -207,7 +303,7 @@ def train_personas(
 def run_train(
     *,
     model_cfg: dict[str, Any],
-    data_path: Path,
+    data_cfg: dict[str, Any],
     feature_kwargs: dict[str, Any],
     label_settings: LabelSettings,
     as_of_cfg: dict[str, Any],
@@ -216,39 +312,33 @@ def run_train(
     register: bool = True,
     use_ground_truth: bool = True,
     features_path: Path | None = None,
+    holdout_fraction: float = 0.2,
 ) -> TrainResult:
     """Train, evaluate, log and (optionally) register the model described by ``model_cfg``."""
-    data_path = Path(data_path)
     configure_tracking(**mlflow_cfg)
-    first, last = data_month_range(data_path)
-    horizon = label_settings.longest_horizon_months
-    plan = resolve_as_of_plan(
-        as_of_cfg.get("train"),
-        as_of_cfg.get("oot"),
-        first,
-        last,
-        horizon_months=horizon,
-        history_months=max(feature_kwargs.get("windows", (12,))),
-        n_train=as_of_cfg.get("n_train", 4),
-        step_months=as_of_cfg.get("step_months", 3),
+    data = load_model_data(
+        data_cfg, feature_kwargs=feature_kwargs, label_settings=label_settings, as_of_cfg=as_of_cfg,
+        features_path=features_path, use_ground_truth=use_ground_truth, holdout_fraction=holdout_fraction,
     )
-    log.info("as_of plan: train %s, out-of-time %s", plan.as_dict()["train"], plan.as_dict()["oot"])
-    frame = build_training_frame(data_path, plan, feature_kwargs, label_settings, features_path)
-    truth_path = data_path if use_ground_truth else None
+    frame = data.frame
     kind, name = model_cfg["kind"], model_cfg["name"]
     registered = model_cfg["registered_name"]
 
-    with start_job_run("train", config, dataset_fingerprint(data_path), tags={"bankseg.model": name}) as run:
-        mlflow.log_dict(plan.as_dict(), "as_of_plan.json")
+    with start_job_run("train", config, data.fingerprint, tags={"bankseg.model": name}) as run:
+        mlflow.log_dict(data.description, "data_split.json")
         if kind == "personas":
+            if data.eval_split != "oot":
+                raise ValueError("personas need a canonical dataset (behaviour over time), not a flat snapshot")
             previous = _previous_champion(registered)
             estimator, by_split, tables = train_personas(
-                frame, model_cfg, previous=previous, truth_path=truth_path
+                frame, model_cfg, previous=previous, truth_path=data.truth_path
             )
             wrapper, example = PersonaPyfunc(estimator), frame.loc[frame["split"] == "train"].head(50)
         elif kind == "propensity":
-            estimator, by_split, tables = train_propensity(frame, model_cfg, truth_path=truth_path)
-            wrapper, example = PropensityPyfunc(estimator), frame.loc[frame["split"] == "oot"].head(50)
+            estimator, by_split, tables = train_propensity(
+                frame, model_cfg, eval_split=data.eval_split, truth_path=data.truth_path
+            )
+            wrapper, example = PropensityPyfunc(estimator), frame.loc[frame["split"] == data.eval_split].head(50)
         else:
             raise ValueError(f"model.kind must be 'personas' or 'propensity', got {kind!r}")
         flat = log_metrics_by_split(by_split)
@@ -265,7 +355,7 @@ def run_train(
         )
         version = None
         if register:
-            version = register_model(info.model_uri, registered, tags={"bankseg.run_id": run.info.run_id}).version
+            version = str(register_model(info.model_uri, registered, tags={"bankseg.run_id": run.info.run_id}).version)
         log.info("%s: %s", name, ", ".join(f"{k}={v:.4f}" for k, v in sorted(flat.items())))
         return TrainResult(name, run.info.run_id, flat, registered if register else None, version, tables)
 

@@ -23,10 +23,8 @@ import optuna
 import pandas as pd
 import yaml
 
-from bankseg.data.io import dataset_fingerprint
 from bankseg.features.labels import LabelSettings
-from bankseg.jobs.train import build_training_frame, data_month_range, estimator_kwargs
-from bankseg.models.oot_split import resolve_as_of_plan
+from bankseg.jobs.train import estimator_kwargs, load_model_data
 from bankseg.models.tracking import configure_tracking, log_metrics_by_split, start_job_run
 
 log = logging.getLogger(__name__)
@@ -97,7 +95,7 @@ def run_tune(
     *,
     model_cfg: dict[str, Any],
     hpo_cfg: dict[str, Any],
-    data_path: Path,
+    data_cfg: dict[str, Any],
     feature_kwargs: dict[str, Any],
     label_settings: LabelSettings,
     as_of_cfg: dict[str, Any],
@@ -105,6 +103,7 @@ def run_tune(
     config: dict[str, Any],
     compose: Callable[[list[str]], dict[str, Any]],
     write_experiment_file: bool = True,
+    features_path: Path | None = None,
 ) -> TuneResult:
     """Run the Optuna study for the propensity model in ``model_cfg``; see the module docstring."""
     from bankseg.models.propensity import PropensityModel, make_pruning_callback
@@ -112,22 +111,19 @@ def run_tune(
     if model_cfg.get("kind") != "propensity":
         raise ValueError(f"bankseg-tune tunes propensity models; model={model_cfg.get('name')} is {model_cfg.get('kind')}")
     configure_tracking(**mlflow_cfg)
-    first, last = data_month_range(data_path)
-    plan = resolve_as_of_plan(
-        as_of_cfg.get("train"), as_of_cfg.get("oot"), first, last,
-        horizon_months=label_settings.longest_horizon_months,
-        history_months=max(feature_kwargs.get("windows", (12,))),
-        n_train=as_of_cfg.get("n_train", 4), step_months=as_of_cfg.get("step_months", 3),
+    data = load_model_data(
+        data_cfg, feature_kwargs=feature_kwargs, label_settings=label_settings, as_of_cfg=as_of_cfg,
+        features_path=features_path,
     )
-    frame = build_training_frame(Path(data_path), plan, feature_kwargs, label_settings)
-    train = frame[frame["split"] == "train"].drop(columns=["split"])
+    # tuning sees the training rows only; the evaluation rows stay untouched for the final model
+    train = data.frame[data.frame["split"] == "train"].drop(columns=["split"])
     metric = hpo_cfg.get("metric", "val/auc").split("/")[-1]
     study = optuna.create_study(
         direction=hpo_cfg.get("direction", "maximize"),
         sampler=optuna.samplers.TPESampler(seed=hpo_cfg.get("seed", 0)),
         pruner=make_pruner(hpo_cfg.get("pruner", {})),
     )
-    fingerprint = dataset_fingerprint(data_path)
+    fingerprint = data.fingerprint
 
     def objective(trial: optuna.Trial) -> float:
         drawn = suggest(trial, hpo_cfg["search_space"])

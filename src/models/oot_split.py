@@ -78,3 +78,22 @@ def resolve_as_of_plan(explicit_train, explicit_oot, first_month, last_month, **
             f"(which ends {latest_label_end.date()}): choose an OOT date at least {horizon} months later"
         )
     return AsOfPlan(train=train, oot=oot)
+
+
+def latest_as_of(last_month) -> pd.Timestamp:
+    """The as_of that sees everything: the first day after the data's last month."""
+    return month_start(last_month) + pd.DateOffset(months=1)
+
+
+def expand_as_of(value, first_month, last_month, **plan_kwargs) -> list[pd.Timestamp] | None:
+    """Dates for the keywords jobs accept in place of ``as_of``; None when ``value`` is not a keyword.
+
+    ``plan`` gives the planned training dates and the out-of-time date (:func:`plan_as_of_dates` with
+    ``plan_kwargs``); ``latest`` gives :func:`latest_as_of`.
+    """
+    if isinstance(value, str) and value == "plan":
+        plan = plan_as_of_dates(first_month, last_month, **plan_kwargs)
+        return [*plan.train, plan.oot]
+    if isinstance(value, str) and value == "latest":
+        return [latest_as_of(last_month)]
+    return None

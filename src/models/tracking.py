@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import tempfile
@@ -98,7 +99,14 @@ def configure_tracking(
     if urlparse(tracking_uri).scheme in _LOCAL_DB_SCHEMES:
         _sqlite_path(tracking_uri).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri)
+    # mlflow.set_registry_uri also exports MLFLOW_REGISTRY_URI, which every later subprocess would inherit (a job
+    # started by this one would register into this store whatever its own config says): keep it in-process.
+    inherited = os.environ.get("MLFLOW_REGISTRY_URI")
     mlflow.set_registry_uri(registry_uri or tracking_uri)
+    if inherited is None:
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    else:
+        os.environ["MLFLOW_REGISTRY_URI"] = inherited
 
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name(experiment_name)
