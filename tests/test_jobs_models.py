@@ -19,7 +19,7 @@ from bankseg.models.oot_split import plan_as_of_dates, resolve_as_of_plan
 from bankseg.models.registry import find_version, load_model
 
 BIN = Path(sys.executable).parent
-FAST_MODEL = ["model.params.num_threads=1"]
+FAST_MODEL = ["model.params.num_threads=1", "build_report=false"]
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_data_too_short_for_history_and_two_label_windows_is_refused():
 def test_train_churn_logs_split_metrics_and_registers_the_first_model_as_champion(bank, store, tmp_path):
     from bankseg.cli import train
 
-    oot_auc = train.main(_cfg("train", bank, store, tmp_path, "model=churn", *FAST_MODEL))
+    oot_auc = train.main(_cfg("train", bank, store, tmp_path, "model=churn", "model.params.num_threads=1"))
 
     client = mlflow.MlflowClient(tracking_uri=store)
     champion = find_version("bankseg-churn", "champion")
@@ -104,6 +104,9 @@ def test_train_churn_logs_split_metrics_and_registers_the_first_model_as_champio
     assert metrics["oot/auc_vs_oracle"] == pytest.approx(metrics["oot/auc"] / metrics["oot/oracle_auc"])
     assert run.data.params["data_fingerprint"]
     assert run.data.params["model.target"] == "label_churn"
+    # training also builds the model review report, on disk and in the run
+    assert (tmp_path / "reports" / "churn" / "model_report.html").stat().st_size > 10_000
+    assert any(a.path.startswith("reports") for a in client.list_artifacts(champion.run_id))
 
     # the registered model scores the feature table by alias, refusing a table without its columns
     model = load_model("bankseg-churn", "champion")
@@ -137,7 +140,7 @@ def test_promote_keeps_the_champion_when_the_challenger_is_worse(bank, store, tm
 def test_persona_ids_stay_stable_when_retrained_on_a_resample(bank, store, tmp_path):
     from bankseg.cli import train
 
-    small = ["model.k_range=[4,6]", "model.n_bootstrap=2", "model.n_init=2"]
+    small = ["model.k_range=[4,6]", "model.n_bootstrap=2", "model.n_init=2", "build_report=false"]
     train.main(_cfg("train", bank, store, tmp_path, "model=personas", *small))
     # retrain on another sample of the population: ids are matched to the champion's centroids
     train.main(_cfg("train", bank, store, tmp_path, "model=personas", *small, "model.random_state=5"))

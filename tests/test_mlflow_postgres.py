@@ -35,7 +35,7 @@ def test_train_register_promote_and_load_through_a_postgres_backed_server(team_s
     assert backend.startswith("postgresql")
     bank = tmp_path / "bank"
     write_simulated_bank(SimulatorParams(n_customers=1200, n_months=30, seed=3), bank, progress=False)
-    common = [f"data.path={bank}", f"paths.root_dir={tmp_path}", "model.params.num_threads=1"]
+    common = [f"data.path={bank}", f"paths.root_dir={tmp_path}", "model.params.num_threads=1", "build_report=false"]
     os.environ["MLFLOW_TRACKING_URI"] = url  # the environment variable alone points every job at the server
     try:
         from bankseg.cli import promote, train

@@ -29,7 +29,7 @@ def _train(tmp_path: Path, *overrides: str):
         cfg = compose(
             config_name="train",
             overrides=[f"mlflow.tracking_uri={store}", f"paths.root_dir={tmp_path}",
-                       f"paths.shared_data_dir={SHARED}", "model.params.num_threads=1", *overrides],
+                       f"paths.shared_data_dir={SHARED}", "model.params.num_threads=1", "build_report=false", *overrides],
         )
     train.main(cfg)
     return mlflow.MlflowClient(tracking_uri=store)

@@ -10,6 +10,15 @@ from bankseg.cli.settings import feature_kwargs_from, label_settings_from, plain
 from bankseg.jobs.train import run_train
 
 
+def _report_request(cfg: DictConfig) -> dict | None:
+    """What run_train needs to build the model review report, when build_report is on."""
+    if not cfg.build_report:
+        return None
+    from bankseg.reports.model_report import ModelReportSettings
+
+    return {"settings": ModelReportSettings.from_dict(plain(cfg.reports.model)), "out_dir": cfg.report_dir}
+
+
 @hydra.main(version_base=HYDRA_VERSION_BASE, config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     result = run_train(
@@ -24,6 +33,7 @@ def main(cfg: DictConfig) -> float | None:
         use_ground_truth=bool(cfg.use_ground_truth),
         features_path=cfg.features_path,
         holdout_fraction=float(cfg.holdout_fraction),
+        report=_report_request(cfg),
     )
     if cfg.result_file:
         result.write(cfg.result_file)

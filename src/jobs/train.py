@@ -51,6 +51,7 @@ class TrainResult:
     registered_name: str | None = None
     version: str | None = None
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    report_path: Path | None = None
 
     def write(self, path: Path) -> Path:
         """A small JSON record of the run (the DVC pipeline's output of a training stage)."""
@@ -65,7 +66,10 @@ class TrainResult:
         head = f"{self.model_name}: MLflow run {self.run_id}"
         if self.version is not None:
             head += f", registered {self.registered_name} version {self.version}"
-        return "\n".join([head, *(f"  {k:<28} {v:.4f}" for k, v in sorted(self.metrics.items()))])
+        lines = [head, *(f"  {k:<28} {v:.4f}" for k, v in sorted(self.metrics.items()))]
+        if self.report_path is not None:
+            lines.append(f"model review report: {self.report_path}")
+        return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------------ the data
@@ -313,8 +317,13 @@ def run_train(
     use_ground_truth: bool = True,
     features_path: Path | None = None,
     holdout_fraction: float = 0.2,
+    report: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train, evaluate, log and (optionally) register the model described by ``model_cfg``."""
+    """Train, evaluate, log and (optionally) register the model described by ``model_cfg``.
+
+    ``report`` (``{"settings": ModelReportSettings, "out_dir": folder}``) also builds the model review report of
+    a registered propensity model trained out of time, from the frame already in memory.
+    """
     configure_tracking(**mlflow_cfg)
     data = load_model_data(
         data_cfg, feature_kwargs=feature_kwargs, label_settings=label_settings, as_of_cfg=as_of_cfg,
@@ -357,7 +366,17 @@ def run_train(
         if register:
             version = str(register_model(info.model_uri, registered, tags={"bankseg.run_id": run.info.run_id}).version)
         log.info("%s: %s", name, ", ".join(f"{k}={v:.4f}" for k, v in sorted(flat.items())))
-        return TrainResult(name, run.info.run_id, flat, registered if register else None, version, tables)
+    result = TrainResult(name, run.info.run_id, flat, registered if register else None, version, tables)
+    if report is not None and kind == "propensity" and version is not None and data.eval_split == "oot":
+        from bankseg.jobs.report import run_model_report
+
+        built = run_model_report(
+            model_cfg=model_cfg, data_path=Path(data_cfg["path"]), feature_kwargs=feature_kwargs,
+            label_settings=label_settings, mlflow_cfg=mlflow_cfg, settings=report["settings"],
+            out_dir=report["out_dir"], version=version, frame=frame,
+        )
+        result.report_path = built.path
+    return result
 
 
 def input_columns(estimator) -> list[str]:
