@@ -11,7 +11,7 @@ export PYTHONUNBUFFERED := 1
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run simulate test test-fast lint lock clean
+.PHONY: help setup run simulate test test-fast lint lock clean mlflow-ui
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,7 +25,11 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: $(STAMP) ## create .venv (if missing) and install bankseg with pinned versions
 
-run: setup ## simulate the default bank (50,000 customers x 36 months), validate it, print a summary
+run: setup ## the whole pipeline (dvc repro) on the simulated bank: 50,000 customers x 36 months
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	@$(BIN)/python -m bankseg.jobs.where
+
+simulate: setup ## only simulate and validate the default bank
 	$(BIN)/bankseg-simulate
 
 test: setup ## the whole test suite (slow and Spark tests included)
@@ -40,5 +44,8 @@ lint: setup ## ruff
 lock: setup ## re-pin requirements.lock from the current .venv (after changing constraints.txt)
 	$(BIN)/pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
 
+mlflow-ui: setup ## browse the local MLflow store at http://127.0.0.1:5000
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --port 5000
+
 clean: ## remove generated data, outputs and the local MLflow store (keeps .venv)
-	rm -rf data outputs multirun reports mlruns/mlflow.db mlruns/artifacts
+	rm -rf data outputs multirun reports mlruns/mlflow.db mlruns/artifacts dvc.lock
