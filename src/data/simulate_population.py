@@ -225,7 +225,9 @@ def draw_population(
     repayment_day = rng.integers(lo, hi + 1, size=n)
     wd_prob = blend_static(np.array([personas[p]["window_dressing_prob"] for p in PERSONAS], dtype=float))
     window_dressing = rng.random(n) < wd_prob
-    sms_fee = rng.random(n) < balances["sms_fee_prob"]
+    # A persona may override the SMS-alert take-up (dormant accounts rarely keep a paid alert service).
+    sms_prob = np.array([float(personas[p].get("sms_fee_prob", balances["sms_fee_prob"])) for p in PERSONAS])
+    sms_fee = rng.random(n) < sms_prob[persona]
 
     q_rate = blend_static(np.array([personas[p]["questionnaire_rate"] for p in PERSONAS], dtype=float))
     rs_mu = blend_static(np.array([personas[p]["risk_score"][0] for p in PERSONAS], dtype=float))
