@@ -1,0 +1,30 @@
+"""bankseg-export: assemble the champion models and segment rules into bankseg-segmenter and register it."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from bankseg.cli import CONFIG_DIR, HYDRA_VERSION_BASE
+from bankseg.cli.settings import feature_kwargs_from, plain
+from bankseg.jobs.export import run_export
+
+
+@hydra.main(version_base=HYDRA_VERSION_BASE, config_path=CONFIG_DIR, config_name="export")
+def main(cfg: DictConfig) -> None:
+    result = run_export(
+        data_path=cfg.data.path,
+        feature_kwargs=feature_kwargs_from(cfg),
+        segments_cfg=plain(cfg.segments),
+        model_cfgs=plain(cfg.models),
+        mlflow_cfg=plain(cfg.mlflow),
+        config=plain(cfg),
+        source_alias=str(cfg.source_alias),
+        reference_as_of=cfg.reference_as_of,
+        drift_cfg=plain(cfg.scoring.drift),
+    )
+    print(result.render())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Assemble the champion models and the segment rules into the segmenter and register it (bankseg-export)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+
+from bankseg.data.io import dataset_fingerprint
+from bankseg.features.build import build_feature_table
+from bankseg.models.pyfunc import model_requirements, unwrap
+from bankseg.models.registry import MODEL_NAMES, SEGMENTER_MODEL, load_model, register_model, resolve_version
+from bankseg.models.tracking import configure_tracking, log_frame, start_job_run
+from bankseg.scoring.segmenter import (
+    PROPENSITY_MODELS,
+    SegmenterModel,
+    assemble_segmenter,
+    input_signature_schema,
+    output_schema,
+    segmenter_input,
+)
+from bankseg.segments import load_segment_rules
+
+log = logging.getLogger(__name__)
+SOURCE_MODELS: tuple[str, ...] = ("personas", *PROPENSITY_MODELS)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """The registered segmenter version, its MLflow run and the model versions it holds."""
+
+    version: str
+    run_id: str
+    model_versions: dict[str, str]
+    reference_as_of: str
+    n_reference: int
+
+    def render(self) -> str:
+        used = ", ".join(f"{k} v{v}" for k, v in self.model_versions.items())
+        return (f"{SEGMENTER_MODEL} version {self.version} (run {self.run_id}) from {used}; reference population "
+                f"as of {self.reference_as_of}: {self.n_reference} customers")
+
+
+def latest_training_as_of(run_id: str) -> pd.Timestamp:
+    """The latest training as_of of a training run (``data_split.json`` ``as_of_plan``, or ``as_of_plan.json``)."""
+    plan = None
+    for artifact in ("data_split.json", "as_of_plan.json"):
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact, dst_path=tmp)
+            except Exception:  # an artifact this run does not have
+                continue
+            found = json.loads(Path(path).read_text())
+        plan = found.get("as_of_plan", found)
+        if plan.get("train"):
+            break
+    if not plan or not plan.get("train"):
+        raise ValueError(f"run {run_id} records no training as_of dates; set reference_as_of")
+    return max(pd.Timestamp(d) for d in plan["train"])
+
+
+def load_source_models(alias: str) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """The estimators behind ``alias`` of the four models: (estimators, versions, training run ids)."""
+    estimators, versions, runs = {}, {}, {}
+    for model in SOURCE_MODELS:
+        version = resolve_version(MODEL_NAMES[model], alias)
+        estimators[model] = unwrap(load_model(MODEL_NAMES[model], alias))
+        versions[model] = str(version.version)
+        runs[model] = version.run_id
+    return estimators, versions, runs
+
+
+def run_export(
+    *,
+    data_path: Path | str,
+    feature_kwargs: Mapping[str, Any],
+    segments_cfg: Mapping,
+    model_cfgs: Mapping[str, Mapping],
+    mlflow_cfg: Mapping[str, Any],
+    config: Mapping[str, Any],
+    source_alias: str = "champion",
+    reference_as_of: str | None = None,
+    drift_cfg: Mapping[str, Any] | None = None,
+) -> ExportResult:
+    """Load the four models at ``source_alias``, assemble the segmenter, log and register it (alias challenger).
+
+    ``model_cfgs`` maps churn / conversion / upgrade to their model configs (``bands``, ``reason_codes`` with its
+    ``dictionary.groups``). The reference population is the feature table of ``data_path`` as of
+    ``reference_as_of`` (default: the latest training as_of of the churn model's training run).
+    """
+    drift_cfg = dict(drift_cfg or {})
+    configure_tracking(**mlflow_cfg)
+    rules = load_segment_rules(segments_cfg)
+    estimators, versions, runs = load_source_models(source_alias)
+    as_of = pd.Timestamp(reference_as_of) if reference_as_of else latest_training_as_of(runs["churn"])
+    kwargs = {**feature_kwargs, "engine": "pandas"}
+    kwargs.pop("spark_master", None)
+    reference = build_feature_table(data_path, as_of, **kwargs)
+    log.info("reference population as of %s: %d customers", as_of.date(), len(reference))
+    specs = model_cfgs["churn"]["reason_codes"]["dictionary"]["groups"]
+    segmenter = assemble_segmenter(
+        personas=estimators["personas"],
+        propensity={m: estimators[m] for m in PROPENSITY_MODELS},
+        rules=rules,
+        reference=reference,
+        bands={m: model_cfgs[m]["bands"] for m in PROPENSITY_MODELS},
+        reason_codes={m: model_cfgs[m]["reason_codes"] for m in PROPENSITY_MODELS},
+        reason_specs=specs,
+        model_versions=versions,
+        drift_bins=int(drift_cfg.get("bins", 10)),
+        drift_top_features=int(drift_cfg.get("top_features", 5)),
+        drift_sample=int(drift_cfg.get("sample", 5000)),
+    )
+    return log_segmenter(segmenter, reference, config, dataset_fingerprint(data_path), runs)
+
+
+def log_segmenter(
+    segmenter: SegmenterModel,
+    reference: pd.DataFrame,
+    config: Mapping[str, Any],
+    fingerprint: str | None,
+    source_runs: Mapping[str, str] | None = None,
+) -> ExportResult:
+    """Log the segmenter as a pyfunc model with its explicit signature, register it and return the version.
+
+    No input example is logged: it would put customers' rows into MLflow's artifacts (privacy).
+    """
+    parts = segmenter.parts
+    example = segmenter_input(reference.head(20), parts.input_columns)
+    signature = mlflow.models.ModelSignature(inputs=input_signature_schema(example), outputs=output_schema())
+    tags = {f"bankseg.{m}_version": v for m, v in parts.model_versions.items()}
+    with start_job_run("export", config, fingerprint, tags=tags) as run:
+        mlflow.log_dict(parts.model_versions, "model_versions.json")
+        mlflow.log_dict(parts.drift_reference, "drift_reference.json")
+        mlflow.log_dict(parts.rfm_bins.to_dict(), "rfm_bins.json")
+        mlflow.log_dict(dict(source_runs or {}), "source_runs.json")
+        log_frame(parts.lift_table.reset_index(), "lift_table.csv")
+        mlflow.log_metric("reference/n_customers", float(len(reference)))
+        info = mlflow.pyfunc.log_model(
+            name="segmenter", python_model=segmenter, signature=signature,
+            pip_requirements=model_requirements(),
+        )
+        version = register_model(info.model_uri, SEGMENTER_MODEL, tags={"bankseg.run_id": run.info.run_id})
+        return ExportResult(
+            version=str(version.version), run_id=run.info.run_id, model_versions=dict(parts.model_versions),
+            reference_as_of=str(parts.drift_reference.get("as_of")), n_reference=len(reference),
+        )

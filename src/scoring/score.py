@@ -1,0 +1,576 @@
+"""The batch scoring job's work: validate, build features by bucket, score chunk by chunk, write atomically.
+
+One run scores every customer of a dataset folder (or of a precomputed feature table) as of one date with one
+registered segmenter version, and writes a run folder ``<out_dir>/<as_of>/``:
+
+- ``segments/part-NNNNN.parquet``: the output (:data:`bankseg.scoring.segmenter.OUTPUT_COLUMNS` plus
+  ``segmenter_version``; ``as_of`` a date), one part per chunk, rows sorted by customer_id within a part;
+- ``rejects.parquet``: what was set aside, one row per rejected data row or customer (:data:`REJECT_COLUMNS`:
+  ``stage`` validation | features | scoring, ``table``, ``row`` (position in the table, for data rows),
+  ``customer_id``, ``txn_id``, ``reason``);
+- ``summary.json``: counts in / out / rejected, counts by segment, timings, model versions, drift (PSI) and,
+  with ``previous``, the migration tables; ``drift.parquet``, ``migration.parquet``, ``override_audit.parquet``.
+
+Every customer of the customers table is in the output exactly once or in the rejects (stage features:
+opened on or after as_of; scoring: a required output is missing) exactly once: ``n_customers_in = n_out +
+n_customers_rejected``, checked before the folder is published. Data rows refused by validation are left out of
+the features and listed in the rejects (stage validation); their customers are still scored.
+
+Atomic: everything is written into ``<out_dir>/.tmp-<run>/`` and renamed to ``<out_dir>/<as_of>/`` at the end (an
+earlier folder for that date is replaced in the same step); a run that fails or is killed leaves no folder at the
+output path (a stale ``.tmp-*`` folder at most). Idempotent: the same input and model give byte-identical files
+except the timings and run id in ``summary.json``.
+
+Privacy: the output carries the bank's customer ids; the summary, MLflow and logs hold counts and pseudonymised
+example ids only (:func:`bankseg.data.privacy.pseudonymise`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bankseg.data.io import read_table
+from bankseg.features.build import FeatureSettings, build_bucket_features, iter_buckets
+from bankseg.scoring.migration import (
+    drift_columns,
+    drift_counts,
+    drift_table,
+    sum_counts,
+    transition_matrices,
+)
+from bankseg.scoring.segmenter import OUTPUT_COLUMNS, REQUIRED_OUTPUTS, apply_overrides, segmenter_input
+
+log = logging.getLogger(__name__)
+
+REJECT_COLUMNS: tuple[str, ...] = ("stage", "table", "row", "customer_id", "txn_id", "reason")
+SEGMENT_COUNT_COLUMNS: tuple[str, ...] = (
+    "composite_tier", "service_tier", "quadrant", "value_class", "lifecycle", "rfm_segment", "risk_appetite",
+    "persona_name", "churn_band", "conversion_band", "upgrade_band", "action", "next_best_product",
+)
+OUTPUT_FOLDER = "segments"
+
+
+@dataclass
+class ScoreResult:
+    """Where a run wrote its folder, and its summary."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+    run_id: str | None = None
+
+    def render(self) -> str:
+        s = self.summary
+        c = s["counts"]
+        return (f"scored {c['customers_out']} of {c['customers_in']} customers as of {s['as_of']} "
+                f"({c['customers_rejected']} rejected, {c['rows_rejected']} data rows rejected) with "
+                f"bankseg-segmenter v{s['segmenter_version']} into {self.run_dir}")
+
+
+@dataclass
+class _Tally:
+    """What the chunks add up to while the run goes (bounded: counts, not rows)."""
+
+    rejects: list[pd.DataFrame] = field(default_factory=list)
+    drift: list[pd.DataFrame] = field(default_factory=list)
+    audit: list[pd.DataFrame] = field(default_factory=list)
+    n_out: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def clock(self, step: str, started: float) -> None:
+        self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - started
+
+
+# ------------------------------------------------------------------------------------------------- rejects
+def empty_rejects() -> pd.DataFrame:
+    return pd.DataFrame({
+        "stage": pd.Series([], dtype="str"), "table": pd.Series([], dtype="str"),
+        "row": pd.array([], dtype="Int64"), "customer_id": pd.array([], dtype="Int64"),
+        "txn_id": pd.array([], dtype="Int64"), "reason": pd.Series([], dtype="str"),
+    })
+
+
+def customer_rejects(customer_ids, stage: str, reason: str | Sequence[str]) -> pd.DataFrame:
+    """One rejects row per customer (table ``customers``)."""
+    ids = np.asarray(customer_ids, dtype=np.int64)
+    reasons = np.broadcast_to(np.asarray(reason, dtype=object), ids.shape)
+    return pd.DataFrame({
+        "stage": pd.Series([stage] * len(ids), dtype="str"), "table": pd.Series(["customers"] * len(ids), dtype="str"),
+        "row": pd.array([pd.NA] * len(ids), dtype="Int64"), "customer_id": pd.array(ids, dtype="Int64"),
+        "txn_id": pd.array([pd.NA] * len(ids), dtype="Int64"), "reason": pd.Series(reasons, dtype="str"),
+    })
+
+
+def validation_rejects(rejects: pd.DataFrame) -> pd.DataFrame:
+    """Rejects of :mod:`bankseg.data.validate` in the job's rejects layout (stage ``validation``)."""
+    out = pd.DataFrame({
+        "stage": pd.Series(["validation"] * len(rejects), dtype="str"),
+        "table": rejects["table"].astype("str").to_numpy(),
+        "row": pd.array(rejects["row"], dtype="Int64"),
+        "customer_id": pd.array(rejects["customer_id"], dtype="Int64"),
+        "txn_id": pd.array(rejects["txn_id"], dtype="Int64"),
+        "reason": rejects["reason"].astype("str").to_numpy(),
+    })
+    return out.astype({"table": "str", "reason": "str"})
+
+
+def unscored_rows(output: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of a segmenter output lacking a required value: (row mask, reason per row)."""
+    missing = output[list(REQUIRED_OUTPUTS)].isna().to_numpy()
+    bad = missing.any(axis=1)
+    names = np.asarray(REQUIRED_OUTPUTS, dtype=object)
+    reasons = np.array(
+        ["segmenter could not score: no " + ", ".join(names[row]) for row in missing[bad]], dtype=object
+    )
+    return bad, reasons
+
+
+# ------------------------------------------------------------------------------------------------ cleaning
+def clean_bucket(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The rows of one bucket's tables that validation keeps (row-level rejects dropped; nothing refused).
+
+    Used when the whole-folder validation set rows aside, so the features never see them. The bucket's own
+    balance months give the data's range (the same as the folder's unless a bucket misses the first or last
+    month entirely); duplicate ``txn_id`` rows cannot be told apart here (the feature reader does not read
+    txn_id) and stay in.
+    """
+    from bankseg.data.validate import validate_dataset
+
+    if tables["customers"].empty or tables["balances"].empty:
+        return dict(tables)
+    named = {name: _materialise(rows) for name, rows in tables.items()}
+    txn = named["transactions"]
+    named["transactions"] = txn.assign(txn_id=np.arange(len(txn), dtype=np.int64))
+    kept = validate_dataset(named, max_reject_fraction=1.0).tables
+    out = {name: kept.get(name, tables[name]) for name in tables}
+    out["transactions"] = out["transactions"].drop(columns="txn_id", errors="ignore")
+    return out
+
+
+def _materialise(rows) -> pd.DataFrame:
+    """A table given as a DataFrame or as an iterable of DataFrame batches, as one DataFrame."""
+    if isinstance(rows, pd.DataFrame):
+        return rows
+    return pd.concat(list(rows), ignore_index=True)
+
+
+def validate_folder(data_path: Path, work_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Validate the dataset folder part by part: (rejects in the job's layout, counts per table). Raises on refusal."""
+    from bankseg.data.validate import validate_dataset_folder
+
+    summary = validate_dataset_folder(data_path, work_dir)
+    path = summary.rejects_path
+    rejects = pd.read_parquet(path) if path is not None and Path(path).exists() else None
+    counts = {name: {"in": c.n_in, "kept": c.n_kept, "rejected": c.n_rejected} for name, c in summary.counts.items()}
+    return (validation_rejects(rejects) if rejects is not None and len(rejects) else empty_rejects()), counts
+
+
+# --------------------------------------------------------------------------------------------------- chunks
+def iter_feature_chunks(
+    data_path: Path,
+    as_of: pd.Timestamp,
+    settings: FeatureSettings,
+    n_buckets: int,
+    clean: bool,
+) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+    """Yield (ids of the bucket's customers, their feature rows as of ``as_of``), bucket by bucket."""
+    for tables in iter_buckets(data_path, n_buckets):
+        ids = tables["customers"]["customer_id"].to_numpy(dtype=np.int64)
+        if clean:
+            tables = clean_bucket(tables)
+        features = build_bucket_features(tables, [as_of], settings)
+        yield ids, features.sort_values("customer_id", kind="stable", ignore_index=True)
+
+
+def iter_feature_table_chunks(
+    features_path: Path, as_of: pd.Timestamp, chunk_customers: int
+) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+    """Yield chunks of a precomputed feature table's rows of ``as_of`` (ids of the chunk, its rows)."""
+    path = Path(features_path)
+    table = pd.read_parquet(path)
+    table = table[pd.to_datetime(table["as_of"]) == as_of].sort_values("customer_id", ignore_index=True)
+    if table.empty:
+        raise ValueError(f"feature table {path} holds no rows as of {as_of.date()}")
+    for start in range(0, len(table), chunk_customers):
+        part = table.iloc[start:start + chunk_customers].reset_index(drop=True)
+        yield part["customer_id"].to_numpy(dtype=np.int64), part
+
+
+def score_chunk(
+    model,
+    input_columns: Sequence[str],
+    ids: np.ndarray,
+    features: pd.DataFrame,
+    as_of: pd.Timestamp,
+    segmenter_version: str,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Score one chunk with the pyfunc model: (output rows kept, rejects of the chunk, the drift input frame)."""
+    known = features["customer_id"].to_numpy(dtype=np.int64)
+    not_open = np.setdiff1d(ids, known)
+    rejects = [customer_rejects(not_open, "features", f"no account open before as_of {as_of.date()}")]
+    output = model.predict(segmenter_input(features, input_columns)) if len(features) else None
+    if output is None:
+        return pd.DataFrame(columns=[*OUTPUT_COLUMNS, "segmenter_version"]), pd.concat(rejects), features
+    bad, reasons = unscored_rows(output)
+    if bad.any():
+        rejects.append(customer_rejects(output.loc[bad, "customer_id"], "scoring", reasons))
+    output = output.loc[~bad].reset_index(drop=True)
+    output["segmenter_version"] = str(segmenter_version)
+    drift_input = features.loc[~bad].reset_index(drop=True)
+    return output, pd.concat(rejects, ignore_index=True), drift_input
+
+
+def output_table(output: pd.DataFrame) -> pa.Table:
+    """The Parquet form of an output chunk: fixed column order and types (as_of a date32)."""
+    frame = output.assign(as_of=pd.to_datetime(output["as_of"]).dt.date)
+    return pa.Table.from_pandas(frame[[*OUTPUT_COLUMNS, "segmenter_version"]], schema=OUTPUT_SCHEMA,
+                                preserve_index=False)
+
+
+def _output_schema() -> pa.Schema:
+    from bankseg.scoring.segmenter import FLOAT_COLUMNS, INT_COLUMNS
+
+    fields = []
+    for column in [*OUTPUT_COLUMNS, "segmenter_version"]:
+        if column in INT_COLUMNS:
+            fields.append(pa.field(column, pa.int64()))
+        elif column in FLOAT_COLUMNS:
+            fields.append(pa.field(column, pa.float64()))
+        elif column == "as_of":
+            fields.append(pa.field(column, pa.date32()))
+        else:
+            fields.append(pa.field(column, pa.string()))
+    return pa.schema(fields)
+
+
+OUTPUT_SCHEMA = _output_schema()
+
+
+# ------------------------------------------------------------------------------------------------- the run
+def n_buckets_for(n_customers: int, chunk_customers: int, n_buckets: int) -> int:
+    """Feature buckets: at least ``n_buckets`` and enough that a bucket holds about ``chunk_customers``."""
+    if chunk_customers < 1:
+        raise ValueError(f"chunk_customers must be >= 1, got {chunk_customers}")
+    return max(int(n_buckets), math.ceil(n_customers / chunk_customers), 1)
+
+
+def run_folder_name(as_of: pd.Timestamp) -> str:
+    return as_of.date().isoformat()
+
+
+def publish(tmp_dir: Path, final_dir: Path) -> None:
+    """Move the finished run folder into place, replacing an earlier folder for that date in one rename."""
+    old = None
+    if final_dir.exists():
+        old = final_dir.with_name(f".old-{final_dir.name}-{uuid.uuid4().hex[:8]}")
+        os.replace(final_dir, old)
+    os.replace(tmp_dir, final_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def score_pandas(
+    *,
+    model,
+    segmenter,
+    segmenter_version: str,
+    as_of: pd.Timestamp,
+    tmp_dir: Path,
+    chunks: Iterator[tuple[np.ndarray, pd.DataFrame]],
+    overrides: pd.DataFrame | None,
+    known_customer_ids: np.ndarray | None,
+    tally: _Tally,
+    progress: bool = True,
+    total: int | None = None,
+) -> None:
+    """Score chunk by chunk with a progress bar; write one output part per chunk into ``tmp_dir/segments``."""
+    from tqdm.auto import tqdm
+
+    out_dir = tmp_dir / OUTPUT_FOLDER
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reference = segmenter.parts.drift_reference
+    columns = drift_columns(reference)
+    iterator = tqdm(chunks, total=total, desc="scoring", unit="chunk", disable=not progress)
+    part = 0
+    started = time.perf_counter()
+    for ids, features in iterator:
+        tally.clock("features", started)
+        started = time.perf_counter()
+        output, rejects, drift_input = score_chunk(
+            model, segmenter.input_columns, ids, features, as_of, segmenter_version
+        )
+        if overrides is not None and len(output):
+            output, audit = apply_overrides(output, overrides, segmenter.rules, known_customer_ids)
+            tally.audit.append(audit)
+        tally.rejects.append(rejects)
+        if len(output):
+            frame = drift_input[[c for c in columns if not c.startswith("p_")]].assign(
+                **{c: output[c].to_numpy() for c in columns if c.startswith("p_")}
+            )
+            tally.drift.append(drift_counts(reference, frame))
+            pq.write_table(output_table(output), out_dir / f"part-{part:05d}.parquet")
+            part += 1
+            tally.n_out += len(output)
+        tally.clock("scoring", started)
+        started = time.perf_counter()
+    if part == 0:
+        pq.write_table(OUTPUT_SCHEMA.empty_table(), out_dir / "part-00000.parquet")
+
+
+def read_output(run_dir: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The output of a run folder (or of its ``segments`` folder), optionally some columns."""
+    run_dir = Path(run_dir)
+    folder = run_dir / OUTPUT_FOLDER if (run_dir / OUTPUT_FOLDER).is_dir() else run_dir
+    return pd.read_parquet(folder, columns=list(columns) if columns is not None else None)
+
+
+def segment_counts(output: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Customers per value of each segment column (missing as ``__missing__``), for the summary."""
+    counts = {}
+    for column in SEGMENT_COUNT_COLUMNS:
+        if column in output.columns:
+            values = output[column].astype("str").where(output[column].notna(), "__missing__")
+            counts[column] = {str(k): int(v) for k, v in values.value_counts().sort_index().items()}
+    return counts
+
+
+def examples(output: pd.DataFrame, n: int) -> list[dict[str, Any]]:
+    """A few output rows with pseudonymised customer ids (never the bank's own ids)."""
+    from bankseg.data.privacy import pseudonymisation_key, pseudonymise
+
+    if n <= 0 or output.empty:
+        return []
+    rows = output.sort_values("customer_id").head(n)
+    shown = ["composite_tier", "service_tier", "quadrant", "persona_name", "churn_band", "action"]
+    pseudo = pseudonymise(rows["customer_id"].to_numpy(), pseudonymisation_key())
+    return [
+        {"customer_pseudonym": str(p), **{c: (None if pd.isna(r[c]) else str(r[c])) for c in shown}}
+        for p, (_, r) in zip(pseudo, rows.iterrows(), strict=True)
+    ]
+
+
+def run_score(
+    *,
+    as_of: str | pd.Timestamp,
+    out_dir: Path | str,
+    mlflow_cfg: Mapping[str, Any],
+    config: Mapping[str, Any],
+    data_path: Path | str | None = None,
+    features_path: Path | str | None = None,
+    feature_kwargs: Mapping[str, Any] | None = None,
+    engine: str = "pandas",
+    model_alias: str = "champion",
+    model_version: str | int | None = None,
+    previous: Path | str | None = None,
+    chunk_customers: int = 200_000,
+    overrides_path: Path | str | None = None,
+    validate: bool = True,
+    spark_master: str = "local[2]",
+    n_examples: int = 5,
+    progress: bool = True,
+) -> ScoreResult:
+    """Score every customer as of ``as_of`` with the registered segmenter and publish the run folder.
+
+    ``data_path`` is a dataset folder (validated, then features built in buckets) or ``features_path`` a
+    precomputed feature table. ``model_version`` (if given) wins over ``model_alias``. ``previous`` is an
+    earlier run folder: migration tables between the two go into ``migration.parquet`` and the summary.
+    ``engine="spark"`` runs features and scoring on Spark (:mod:`bankseg.scoring.spark`).
+    """
+    import mlflow
+
+    from bankseg.data.io import dataset_fingerprint
+    from bankseg.models.registry import SEGMENTER_MODEL, resolve_version, version_uri
+    from bankseg.models.tracking import configure_tracking, log_frame, start_job_run
+    from bankseg.segments import read_overrides
+
+    if engine not in ("pandas", "spark"):
+        raise ValueError(f"engine must be 'pandas' or 'spark', got {engine!r}")
+    if (data_path is None) == (features_path is None):
+        raise ValueError("give exactly one of data_path (a dataset folder) and features_path (a feature table)")
+    if engine == "spark" and data_path is None:
+        raise ValueError("engine=spark builds features from a dataset folder: give data_path")
+    as_of = pd.Timestamp(as_of).normalize()
+    out_dir = Path(out_dir)
+    final_dir = out_dir / run_folder_name(as_of)
+    feature_kwargs = dict(feature_kwargs or {})
+    settings = FeatureSettings(**{k: v for k, v in feature_kwargs.items() if k in FeatureSettings.__dataclass_fields__})
+    configure_tracking(**mlflow_cfg)
+    version = str(model_version) if model_version is not None else str(resolve_version(SEGMENTER_MODEL, model_alias).version)
+    model_uri = version_uri(SEGMENTER_MODEL, version)
+    model = mlflow.pyfunc.load_model(model_uri)
+    segmenter = model.unwrap_python_model()
+    run_tag = uuid.uuid4().hex[:12]
+    tmp_dir = out_dir / f".tmp-{run_tag}"
+    fingerprint = dataset_fingerprint(data_path) if data_path is not None else None
+    tally = _Tally()
+    started_run = time.perf_counter()
+    tags = {"bankseg.segmenter_version": version, "bankseg.engine": engine}
+    with start_job_run("score", config, fingerprint, tags=tags) as run:
+        try:
+            tmp_dir.mkdir(parents=True, exist_ok=False)
+            overrides = read_overrides(overrides_path, segmenter.rules.composite_tier.names) if overrides_path else None
+            validation_counts: dict[str, Any] = {}
+            clean = False
+            if data_path is not None:
+                data_path = Path(data_path)
+                customer_ids = read_table(data_path, "customers", columns=["customer_id"])["customer_id"].to_numpy(np.int64)
+                if validate:
+                    t = time.perf_counter()
+                    rejects, validation_counts = validate_folder(data_path, tmp_dir / "validation")
+                    shutil.rmtree(tmp_dir / "validation", ignore_errors=True)
+                    tally.rejects.append(rejects)
+                    clean = len(rejects) > 0
+                    tally.clock("validation", t)
+            else:
+                customer_ids = pd.read_parquet(features_path, columns=["customer_id", "as_of"])
+                customer_ids = customer_ids.loc[pd.to_datetime(customer_ids["as_of"]) == as_of, "customer_id"]
+                customer_ids = np.unique(customer_ids.to_numpy(np.int64))
+            if engine == "spark":
+                from bankseg.scoring.spark import score_spark
+
+                score_spark(
+                    model_uri=model_uri, segmenter=segmenter, segmenter_version=version, data_path=data_path,
+                    as_of=as_of, settings=settings, tmp_dir=tmp_dir, clean=clean, overrides=overrides,
+                    known_customer_ids=customer_ids, tally=tally, master=spark_master,
+                    n_buckets=int(feature_kwargs.get("n_buckets", 1)),
+                )
+            else:
+                if data_path is not None:
+                    n_buckets = n_buckets_for(len(customer_ids), chunk_customers, int(feature_kwargs.get("n_buckets", 1)))
+                    chunks = iter_feature_chunks(data_path, as_of, settings, n_buckets, clean)
+                    total = n_buckets
+                else:
+                    chunks = iter_feature_table_chunks(Path(features_path), as_of, chunk_customers)
+                    total = math.ceil(len(customer_ids) / chunk_customers)
+                score_pandas(
+                    model=model, segmenter=segmenter, segmenter_version=version, as_of=as_of, tmp_dir=tmp_dir,
+                    chunks=chunks, overrides=overrides, known_customer_ids=customer_ids, tally=tally,
+                    progress=progress, total=total,
+                )
+            summary, tables = finish_run(
+                tmp_dir=tmp_dir, as_of=as_of, customer_ids=customer_ids, tally=tally, segmenter=segmenter,
+                version=version, previous=previous, validation_counts=validation_counts, n_examples=n_examples,
+                engine=engine, run_id=run.info.run_id,
+            )
+            tally.seconds["total"] = time.perf_counter() - started_run
+            summary["timings_seconds"] = {k: round(v, 3) for k, v in tally.seconds.items()}
+            (tmp_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False, sort_keys=True))
+            publish(tmp_dir, final_dir)
+        except BaseException:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            raise
+        mlflow.log_dict(summary, "summary.json")
+        counts = summary["counts"]
+        mlflow.log_metrics({f"score/{k}": float(v) for k, v in counts.items()})
+        mlflow.log_metrics({f"score/seconds_{k}": float(v) for k, v in tally.seconds.items()})
+        for row in summary["drift"]:
+            mlflow.log_metric(f"drift/psi_{row['model']}_{row['variable']}", float(row["psi"])
+                              if row["psi"] is not None else float("nan"))
+        for name, table in tables.items():
+            log_frame(table, f"tables/{name}.csv")
+    return ScoreResult(final_dir, summary, run.info.run_id)
+
+
+def finish_run(
+    *,
+    tmp_dir: Path,
+    as_of: pd.Timestamp,
+    customer_ids: np.ndarray,
+    tally: _Tally,
+    segmenter,
+    version: str,
+    previous: Path | str | None,
+    validation_counts: Mapping[str, Any],
+    n_examples: int,
+    engine: str,
+    run_id: str,
+) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """Write rejects, drift, migration and audit files; check in = out + rejects; return (summary, tables)."""
+    from bankseg.segments import tier_grid
+
+    rejects = pd.concat([empty_rejects(), *tally.rejects], ignore_index=True)
+    rejects = rejects.sort_values(["stage", "table", "customer_id", "row"], kind="stable", ignore_index=True)
+    pq.write_table(pa.Table.from_pandas(rejects, preserve_index=False), tmp_dir / "rejects.parquet")
+
+    output = read_output(tmp_dir, ["customer_id", *SEGMENT_COUNT_COLUMNS, "tier_value", "persona_id"])
+    customer_level = rejects["table"].eq("customers") & rejects["stage"].isin(["features", "scoring"])
+    rejected_ids = rejects.loc[customer_level, "customer_id"].to_numpy(dtype=np.int64)
+    out_ids = output["customer_id"].to_numpy(dtype=np.int64)
+    seen = np.concatenate([out_ids, rejected_ids])
+    unique, n_seen = np.unique(seen, return_counts=True)
+    twice = unique[n_seen > 1]
+    missing = np.setdiff1d(customer_ids, unique)
+    extra = np.setdiff1d(unique, customer_ids)
+    if len(twice) or len(missing) or len(extra):
+        raise ValueError(
+            f"scoring lost track of customers: {len(twice)} both scored and rejected or twice, {len(missing)} "
+            f"neither scored nor rejected, {len(extra)} not in the input"
+        )
+
+    tables: dict[str, pd.DataFrame] = {}
+    drift = drift_table(segmenter.parts.drift_reference, sum_counts(tally.drift)) if tally.drift else pd.DataFrame(
+        columns=["model", "kind", "variable", "psi", "flag", "n_scored"])
+    drift.to_parquet(tmp_dir / "drift.parquet", index=False)
+    tables["drift"] = drift
+    rules = segmenter.rules
+    grid = tier_grid(output["composite_tier"], output["service_tier"], rules.composite_tier, output["tier_value"])
+    tables["tier_grid"] = grid
+    summary: dict[str, Any] = {
+        "as_of": as_of.date().isoformat(),
+        "engine": engine,
+        "mlflow_run_id": run_id,
+        "segmenter_version": version,
+        "model_versions": dict(segmenter.model_versions),
+        "counts": {
+            "customers_in": len(customer_ids),
+            "customers_out": len(out_ids),
+            "customers_rejected": len(rejected_ids),
+            "rows_rejected": int((~customer_level).sum()),
+        },
+        "rejects_by_reason": {
+            f"{s}/{t}": int(n) for (s, t), n in rejects.groupby(["stage", "table"]).size().items()
+        },
+        "validation": dict(validation_counts),
+        "segments": segment_counts(output),
+        "tier_grid": grid.assign(
+            composite_tier=grid["composite_tier"].astype("str"), service_tier=grid["service_tier"].astype("str")
+        ).to_dict(orient="records"),
+        "drift": [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+            for row in drift.to_dict(orient="records")
+        ],
+        "drift_reference_as_of": segmenter.parts.drift_reference.get("as_of"),
+        "examples": examples(output, n_examples),
+    }
+    if tally.audit:
+        audit = pd.concat([a for a in tally.audit if len(a)], ignore_index=True) if any(len(a) for a in tally.audit) \
+            else pd.DataFrame()
+        if len(audit):
+            audit.to_parquet(tmp_dir / "override_audit.parquet", index=False)
+        summary["overrides"] = {"in_scope": len(audit),
+                                "applied": int(audit["applied"].sum()) if len(audit) else 0}
+    if previous is not None:
+        dims = ["customer_id", "composite_tier", "persona_id", "churn_band", "quadrant"]
+        migration = transition_matrices(read_output(Path(previous), dims), output[dims])
+        migration.to_parquet(tmp_dir / "migration.parquet", index=False)
+        tables["migration"] = migration
+        summary["migration"] = {
+            dim: part.drop(columns="dimension").to_dict(orient="records")
+            for dim, part in migration.groupby("dimension", sort=False)
+        }
+        summary["previous"] = Path(previous).name
+    return summary, tables

@@ -1,0 +1,393 @@
+"""The segmenter: one MLflow pyfunc model that turns a feature table into every segment of every customer.
+
+:class:`SegmenterModel` holds the champion persona model, the three champion propensity models (churn,
+conversion, upgrade), the segment rules (conf/segments), the RFM bins and the persona x product lift table
+learned at export time on a reference population, the band cut-offs, the reason-code groups and their scope,
+and the drift reference (training-population distributions of each score and of each model's top features,
+as bin edges and expected shares: PSI at scoring time needs no training data).
+
+Input: one row per customer of ONE as_of date, the columns of :attr:`SegmenterModel.input_columns` in
+model-input form (:func:`segmenter_input`): ``customer_id`` long, ``as_of`` an ISO date string, feature numbers
+as double (NaN allowed), feature categories as strings (None allowed). The logged signature requires every
+column, so MLflow refuses input lacking one ("Model is missing inputs [...]"); :meth:`SegmenterModel.segment`
+also refuses missing columns, several dates, or repeated customers, naming them.
+
+Output (:data:`OUTPUT_COLUMNS`, the contract the reports build on): tiers, bands and every other segment as
+plain strings (English codes; Chinese labels sit in the ``*_zh`` columns or in ``SegmentRules.labels_zh``),
+RFM scores and ``persona_id`` as int64, probabilities, ``clv`` and ``tier_value`` as float64, reason codes as
+strings (missing outside the reason-code scope), ``model_versions`` a JSON string. ``as_of`` stays an ISO date
+string here; the batch job writes it as a date.
+
+Service-tier overrides are data of the run, not of the model: the batch job applies them to the output with
+:func:`apply_overrides`, which re-derives service tier, quadrant and action for the overridden customers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+from mlflow.types import ColSpec, Schema
+from pandas.api.types import is_numeric_dtype
+
+from bankseg.models.explain import global_importance, reason_codes_for
+from bankseg.models.pyfunc import to_model_input
+from bankseg.segments import (
+    RfmBins,
+    SegmentRules,
+    apply_service_overrides,
+    assign_quadrant,
+    assign_segments,
+    fit_product_lift,
+    recommend_action,
+)
+from bankseg.segments.rfm import rfm_bins_for
+
+PROPENSITY_MODELS: tuple[str, ...] = ("churn", "conversion", "upgrade")
+KEY_COLUMNS: tuple[str, ...] = ("customer_id", "as_of")
+REASON_SUFFIXES: tuple[str, ...] = ("", "_en", "_zh")
+SCOPES: tuple[str, ...] = ("all", "actionable")
+
+
+def _reason_columns(model: str, k: int = 3) -> list[str]:
+    return [f"{model}_reason_{i}{s}" for i in range(1, k + 1) for s in REASON_SUFFIXES]
+
+
+#: The output contract, in order (``segmenter_version`` is added by the batch job).
+OUTPUT_COLUMNS: tuple[str, ...] = (
+    "customer_id", "as_of", "composite_tier", "service_tier", "quadrant", "value_class", "lifecycle",
+    "rfm_r", "rfm_f", "rfm_m", "rfm_segment", "risk_appetite", "risk_appetite_source",
+    "persona_id", "persona_name", "persona_name_zh",
+    "p_churn", "churn_band", "p_conversion", "conversion_band", "p_upgrade", "upgrade_band",
+    *_reason_columns("churn"), *_reason_columns("conversion"), *_reason_columns("upgrade"),
+    "clv", "tier_value", "action", "action_en", "action_zh", "next_best_product", "model_versions",
+)
+INT_COLUMNS: tuple[str, ...] = ("customer_id", "rfm_r", "rfm_f", "rfm_m", "persona_id")
+FLOAT_COLUMNS: tuple[str, ...] = ("p_churn", "p_conversion", "p_upgrade", "clv", "tier_value")
+#: Output columns that must be present for a row to count as scored (else the batch job rejects it).
+REQUIRED_OUTPUTS: tuple[str, ...] = (
+    "composite_tier", "service_tier", "persona_id", "p_churn", "p_conversion", "p_upgrade", "action",
+)
+
+
+@dataclass(frozen=True)
+class Bands:
+    """Bands of a calibrated probability: ``cutoffs`` are inclusive lower bounds of every band after the first."""
+
+    cutoffs: tuple[float, ...]
+    names: tuple[str, ...]
+    names_zh: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.names) != len(self.cutoffs) + 1 or len(self.names_zh) != len(self.names):
+            raise ValueError(f"bands: {len(self.cutoffs)} cut-offs need {len(self.cutoffs) + 1} names, got {self.names}")
+        if list(self.cutoffs) != sorted(self.cutoffs):
+            raise ValueError(f"bands: cut-offs must ascend, got {self.cutoffs}")
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping) -> Bands:
+        names = cfg["names"]
+        return cls(
+            cutoffs=tuple(float(c) for c in cfg["cutoffs"]),
+            names=tuple(str(n["name"]) for n in names),
+            names_zh=tuple(str(n.get("zh", n["name"])) for n in names),
+        )
+
+    def assign(self, p: np.ndarray) -> np.ndarray:
+        """Band name per probability (object array; None where p is missing)."""
+        idx = np.searchsorted(np.asarray(self.cutoffs, dtype=float), p, side="right")
+        out = np.asarray(self.names, dtype=object)[np.minimum(idx, len(self.names) - 1)]
+        return np.where(np.isnan(p), None, out)
+
+
+@dataclass(frozen=True)
+class ReasonCodeSettings:
+    """Which customers get reason codes (``all`` or the ``actionable_bands``), how many, and which direction."""
+
+    groups: Mapping[str, str]
+    dictionary: Mapping[str, Mapping[str, str]]
+    scope: str = "actionable"
+    actionable_bands: tuple[str, ...] = ()
+    top_k: int = 3
+    direction: str = "increase"
+
+    def __post_init__(self) -> None:
+        if self.scope not in SCOPES:
+            raise ValueError(f"reason_codes.scope must be one of {SCOPES}, got {self.scope!r}")
+        if self.top_k != 3:
+            raise ValueError(f"the output contract has 3 reason codes per model; top_k={self.top_k}")
+
+
+@dataclass
+class SegmenterParts:
+    """Everything :class:`SegmenterModel` holds, assembled by :func:`assemble_segmenter`."""
+
+    personas: Any
+    propensity: dict[str, Any]
+    rules: SegmentRules
+    rfm_bins: RfmBins
+    lift_table: pd.DataFrame
+    bands: dict[str, Bands]
+    reason_codes: dict[str, ReasonCodeSettings]
+    model_versions: dict[str, str]
+    input_columns: list[str]
+    drift_reference: dict = field(default_factory=dict)
+
+
+class SegmenterModel(mlflow.pyfunc.PythonModel):
+    """The assembled segmenter (see the module docstring); ``predict`` returns :data:`OUTPUT_COLUMNS`."""
+
+    def __init__(self, parts: SegmenterParts):
+        self.parts = parts
+
+    @property
+    def input_columns(self) -> list[str]:
+        return list(self.parts.input_columns)
+
+    @property
+    def model_versions(self) -> dict[str, str]:
+        return dict(self.parts.model_versions)
+
+    @property
+    def rules(self) -> SegmentRules:
+        return self.parts.rules
+
+    def predict(self, context, model_input, params=None):
+        return self.segment(model_input)
+
+    def segment(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Every segment per row of a feature table of one as_of (model-input form or the feature table itself)."""
+        p = self.parts
+        check_input(frame, p.input_columns)
+        frame = frame.reset_index(drop=True)
+        n = len(frame)
+        scores = {m: np.asarray(p.propensity[m].predict_proba(frame), dtype=float) for m in PROPENSITY_MODELS}
+        persona = np.asarray(p.personas.predict(frame), dtype=np.int64) if n else np.empty(0, np.int64)
+        work = frame.assign(
+            p_churn=scores["churn"], p_conversion=scores["conversion"], persona_id=persona,
+            as_of=pd.to_datetime(frame["as_of"]),
+        )
+        if n:
+            seg = assign_segments(work, p.rules, rfm_bins=p.rfm_bins, lift_table=p.lift_table).segments
+        else:
+            seg = _empty_segments()
+        out: dict[str, object] = {
+            "customer_id": frame["customer_id"].to_numpy(dtype=np.int64),
+            "as_of": pd.to_datetime(frame["as_of"]).dt.strftime("%Y-%m-%d").to_numpy(dtype=object),
+        }
+        for column in ("composite_tier", "service_tier", "quadrant", "value_class", "lifecycle"):
+            out[column] = _text(seg[column])
+        for column in ("rfm_r", "rfm_f", "rfm_m"):
+            out[column] = seg[column].to_numpy(dtype=np.int64)
+        for column in ("rfm_segment", "risk_appetite", "risk_appetite_source"):
+            out[column] = _text(seg[column])
+        names = p.personas.names_
+        out["persona_id"] = persona
+        out["persona_name"] = np.array([names.get(int(i), {}).get("en") for i in persona], dtype=object)
+        out["persona_name_zh"] = np.array([names.get(int(i), {}).get("zh") for i in persona], dtype=object)
+        for m in PROPENSITY_MODELS:
+            out[f"p_{m}"] = scores[m]
+            out[f"{m}_band"] = p.bands[m].assign(scores[m])
+        for m in PROPENSITY_MODELS:
+            out.update(self._reasons(m, frame, out[f"{m}_band"]))
+        out["clv"] = seg["clv"].to_numpy(dtype=float)
+        out["tier_value"] = seg["composite_tier_value"].to_numpy(dtype=float)
+        for column in ("action", "action_en", "action_zh", "next_best_product"):
+            out[column] = _text(seg[column]) if column in seg else np.full(n, None, dtype=object)
+        out["model_versions"] = np.full(n, json.dumps(p.model_versions, sort_keys=True), dtype=object)
+        return pd.DataFrame(out, columns=list(OUTPUT_COLUMNS))
+
+    def _reasons(self, model: str, frame: pd.DataFrame, band: np.ndarray) -> dict[str, np.ndarray]:
+        settings = self.parts.reason_codes[model]
+        mask = None if settings.scope == "all" else np.isin(band, list(settings.actionable_bands))
+        codes = reason_codes_for(
+            self.parts.propensity[model], frame, settings.groups, settings.dictionary, k=settings.top_k,
+            direction=settings.direction, mask=mask,
+        )
+        return {
+            f"{model}_reason_{i}{s}": _text(codes[f"reason_{i}{s}"])
+            for i in range(1, settings.top_k + 1)
+            for s in REASON_SUFFIXES
+        }
+
+
+# ------------------------------------------------------------------------------------------------ input form
+def check_input(frame: pd.DataFrame, columns: Sequence[str]) -> None:
+    """Refuse input lacking columns, holding several as_of dates, or repeating a customer (naming them)."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"segmenter input lacks {len(missing)} columns: {missing}")
+    if len(frame):
+        dates = pd.Series(frame["as_of"]).astype("str").unique()
+        if len(dates) != 1:
+            raise ValueError(f"segmenter input: one as_of per call, got {sorted(dates)[:5]}")
+        dup = frame["customer_id"].duplicated(keep=False)
+        if dup.any():
+            raise ValueError(f"segmenter input repeats customers {sorted(frame.loc[dup, 'customer_id'].unique()[:10])}")
+
+
+def segmenter_input(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """The model-input form of a feature table: ids int64, as_of an ISO date string, features double/string."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"the feature table lacks {len(missing)} segmenter input columns: {missing}")
+    features = [c for c in columns if c not in KEY_COLUMNS]
+    out = to_model_input(frame, features)
+    out.insert(0, "customer_id", frame["customer_id"].to_numpy(dtype=np.int64))
+    out.insert(1, "as_of", pd.to_datetime(frame["as_of"]).dt.strftime("%Y-%m-%d").to_numpy(dtype=object))
+    return out[list(columns)]
+
+
+def input_signature_schema(example: pd.DataFrame) -> Schema:
+    """Every column required: customer_id long, as_of string, numbers double, text string (missing allowed)."""
+    specs = []
+    for column in example.columns:
+        if column == "customer_id":
+            specs.append(ColSpec("long", column))
+        elif column == "as_of" or not is_numeric_dtype(example[column]):
+            specs.append(ColSpec("string", column))
+        else:
+            specs.append(ColSpec("double", column))
+    return Schema(specs)
+
+
+def output_schema() -> Schema:
+    """The output signature (types of :data:`OUTPUT_COLUMNS`)."""
+    kinds = {c: "long" for c in INT_COLUMNS} | {c: "double" for c in FLOAT_COLUMNS}
+    return Schema([ColSpec(kinds.get(c, "string"), c) for c in OUTPUT_COLUMNS])
+
+
+def segmenter_input_columns(feature_table: pd.DataFrame) -> list[str]:
+    """Input columns of a segmenter: the keys and every feature column of the table (labels and split left out)."""
+    skip = ("label_", "p_", "persona_")
+    return ["customer_id", "as_of"] + [
+        c for c in feature_table.columns if c not in (*KEY_COLUMNS, "split") and not c.startswith(skip)
+    ]
+
+
+# ------------------------------------------------------------------------------------------------ assembling
+def assemble_segmenter(
+    *,
+    personas,
+    propensity: Mapping[str, Any],
+    rules: SegmentRules,
+    reference: pd.DataFrame,
+    bands: Mapping[str, Mapping],
+    reason_codes: Mapping[str, Mapping],
+    reason_specs: Sequence[Mapping],
+    model_versions: Mapping[str, str],
+    drift_bins: int = 10,
+    drift_top_features: int = 5,
+    drift_sample: int = 5000,
+    seed: int = 0,
+) -> SegmenterModel:
+    """Build the segmenter from fitted models, the rules and a reference population (one as_of).
+
+    ``reference`` is the feature table at the latest training as_of: RFM bins (unless the rules fix them) and
+    the persona x product lift table are fitted on it, and the drift reference is taken from it.
+    ``bands``/``reason_codes`` are the ``bands`` and ``reason_codes`` sections of each propensity model's config
+    (``reason_codes.scope``, ``actionable_bands``, ``top_k``, ``direction``); ``reason_specs`` the reason-code
+    group entries (conf/model/reason_codes.yaml ``groups``).
+    """
+    from bankseg.models.explain import resolve_reason_groups
+    from bankseg.scoring.migration import reference_distributions
+
+    missing = [m for m in PROPENSITY_MODELS if m not in propensity or m not in bands or m not in reason_codes]
+    if missing:
+        raise ValueError(f"assemble_segmenter: no model, bands or reason-code settings for {missing}")
+    if reference.empty:
+        raise ValueError("assemble_segmenter: the reference population is empty")
+    if reference["as_of"].nunique() != 1:
+        raise ValueError("assemble_segmenter: the reference population must hold one as_of")
+    reference = reference.reset_index(drop=True)
+    settings = {}
+    for m in PROPENSITY_MODELS:
+        groups, dictionary = resolve_reason_groups(propensity[m].feature_names_, reason_specs)
+        rc = reason_codes[m]
+        settings[m] = ReasonCodeSettings(
+            groups=groups, dictionary=dictionary, scope=str(rc.get("scope", "actionable")),
+            actionable_bands=tuple(rc.get("actionable_bands", ())), top_k=int(rc.get("top_k", 3)),
+            direction=str(rc.get("direction", "increase")),
+        )
+    band_specs = {m: Bands.from_dict(bands[m]) for m in PROPENSITY_MODELS}
+    for m, rc in settings.items():
+        unknown = sorted(set(rc.actionable_bands) - set(band_specs[m].names))
+        if unknown:
+            raise ValueError(f"{m}: reason_codes.actionable_bands {unknown} are not bands {band_specs[m].names}")
+
+    persona = np.asarray(personas.predict(reference), dtype=np.int64)
+    lift = fit_product_lift(reference.assign(persona_id=persona), persona_column="persona_id")
+    rfm_bins = rfm_bins_for(reference, rules.rfm)
+
+    rng = np.random.default_rng(seed)
+    sample = reference.iloc[np.sort(rng.permutation(len(reference))[:drift_sample])]
+    scores = {m: np.asarray(propensity[m].predict_proba(reference), dtype=float) for m in PROPENSITY_MODELS}
+    top = {
+        m: list(global_importance(propensity[m].contributions(sample)).index[:drift_top_features])
+        for m in PROPENSITY_MODELS
+    }
+    drift = reference_distributions(reference, scores, top, bins=drift_bins)
+    drift["as_of"] = pd.Timestamp(reference["as_of"].iloc[0]).date().isoformat()
+    drift["n_customers"] = len(reference)
+
+    parts = SegmenterParts(
+        personas=personas, propensity=dict(propensity), rules=rules, rfm_bins=rfm_bins, lift_table=lift,
+        bands=band_specs, reason_codes=settings, model_versions={k: str(v) for k, v in model_versions.items()},
+        input_columns=segmenter_input_columns(reference), drift_reference=drift,
+    )
+    return SegmenterModel(parts)
+
+
+# ------------------------------------------------------------------------------------------------ overrides
+def apply_overrides(
+    output: pd.DataFrame,
+    overrides: pd.DataFrame,
+    rules: SegmentRules,
+    known_customer_ids: Sequence[int] | np.ndarray | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Apply service-tier overrides to segmenter output; return (new output, audit).
+
+    Service tier comes from the active override (see :func:`bankseg.segments.apply_service_overrides`), and
+    quadrant and action, which depend on it, are derived again for every row. ``known_customer_ids``: the
+    whole bank's ids when scoring in chunks (overrides for customers of other chunks are then left alone).
+    """
+    if output.empty:
+        return output.copy(), pd.DataFrame()
+    as_of = pd.Timestamp(output["as_of"].iloc[0])
+    tiers = rules.composite_tier
+    composite = pd.Series(pd.Categorical(output["composite_tier"], dtype=tiers.dtype), index=output.index)
+    rule_service = pd.Series(pd.Categorical(output["service_tier"], dtype=tiers.dtype), index=output.index)
+    ids = pd.Series(output["customer_id"].to_numpy(dtype=np.int64), index=output.index)
+    service, audit = apply_service_overrides(
+        ids, rule_service, overrides, as_of, tiers, rules.service_tier, known_customer_ids
+    )
+    new = output.copy()
+    new["service_tier"] = _text(service)
+    quadrant = assign_quadrant(composite, service, tiers, rules.quadrant, output["p_conversion"])
+    new["quadrant"] = _text(quadrant)
+    action = recommend_action(new, rules.playbook)
+    for column in ("action", "action_en", "action_zh"):
+        new[column] = _text(action[column])
+    return new, audit
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _text(values) -> np.ndarray:
+    """Any categorical / str column as an object array of Python strings with None for missing."""
+    series = pd.Series(values)
+    out = series.astype(object).to_numpy()
+    return np.where(series.isna().to_numpy(), None, out).astype(object)
+
+
+def _empty_segments() -> pd.DataFrame:
+    columns = [
+        "composite_tier", "service_tier", "quadrant", "value_class", "lifecycle", "rfm_r", "rfm_f", "rfm_m",
+        "rfm_segment", "risk_appetite", "risk_appetite_source", "clv", "composite_tier_value", "action",
+        "action_en", "action_zh", "next_best_product",
+    ]
+    return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})

@@ -1,0 +1,202 @@
+"""engine=spark: features by bucket on Spark, the segmenter through ``mlflow.pyfunc.spark_udf``, output by Spark.
+
+The same steps as the pandas engine: the feature blocks run per bucket inside ``groupBy(bucket).applyInPandas``
+(after the same row cleaning when validation set rows aside), the registered segmenter scores every row through
+``spark_udf(env_manager="local")`` with the output struct as result type, rows missing a required output go to
+the rejects, service-tier overrides are applied on the driver to the (few) overridden customers, drift counts are
+taken per partition with ``mapInPandas`` and summed, and Spark writes the Parquet parts into the run's temporary
+folder (published by :func:`bankseg.scoring.score.run_score`). Values equal the pandas engine's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bankseg.features.build import BLOCK_COLUMNS, FeatureSettings, bucket_of, build_bucket_features
+from bankseg.scoring.migration import drift_columns, drift_counts
+from bankseg.scoring.segmenter import (
+    FLOAT_COLUMNS,
+    INT_COLUMNS,
+    OUTPUT_COLUMNS,
+    REQUIRED_OUTPUTS,
+    apply_overrides,
+)
+
+
+def output_struct():
+    """The Spark struct of the segmenter's output (the ``result_type`` of the UDF)."""
+    from pyspark.sql import types as T
+
+    def kind(column: str):
+        if column in INT_COLUMNS:
+            return T.LongType()
+        if column in FLOAT_COLUMNS:
+            return T.DoubleType()
+        return T.StringType()
+
+    return T.StructType([T.StructField(c, kind(c), True) for c in OUTPUT_COLUMNS])
+
+
+def feature_frame(spark, data_path: Path, as_of: pd.Timestamp, settings: FeatureSettings, n_buckets: int,
+                  clean: bool):
+    """The lazy Spark feature table as of ``as_of`` (rows cleaned per bucket like the pandas engine when ``clean``)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    # The stacking and output schema of the feature engine (bankseg.features.spark) are reused as they are.
+    from bankseg.features.spark import _load_stacked, _output_schema, _output_template
+    from bankseg.scoring.score import clean_bucket
+
+    buckets = n_buckets if n_buckets > 1 else 2 * spark.sparkContext.defaultParallelism
+    template = _output_template(settings, None)
+    schema = _output_schema(template)
+
+    @F.pandas_udf(T.LongType())
+    def bucket_udf(customer_id: pd.Series) -> pd.Series:
+        return pd.Series(bucket_of(customer_id.to_numpy(dtype=np.int64), buckets))
+
+    def run_bucket(pdf: pd.DataFrame) -> pd.DataFrame:
+        tables = {
+            name: pdf.loc[pdf["table"] == name, list(columns)].reset_index(drop=True)
+            for name, columns in BLOCK_COLUMNS.items()
+        }
+        if clean:
+            tables = clean_bucket(_canonical(tables))
+        out = build_bucket_features(tables, [as_of], settings)
+        for column in out.columns:
+            if isinstance(out[column].dtype, pd.CategoricalDtype):
+                out[column] = out[column].astype(object).where(out[column].notna(), None)
+        return out
+
+    spark.conf.set("spark.sql.shuffle.partitions", str(buckets))
+    stacked = _load_stacked(spark, data_path, None).withColumn("bucket", bucket_udf("customer_id"))
+    return stacked.groupBy("bucket").applyInPandas(run_bucket, schema=schema)
+
+
+def _canonical(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Spark hands text as str and integers as int64: give the validator the canonical dtypes it expects."""
+    from bankseg.data.schema import TABLES
+
+    out = {}
+    for name, frame in tables.items():
+        columns = {}
+        for column in frame.columns:
+            spec = TABLES[name].column(column)
+            values = frame[column]
+            if spec.kind == "category" and spec.values and isinstance(spec.values[0], str):
+                columns[column] = values.astype(object).where(values.notna(), None)
+            else:
+                columns[column] = values
+        out[name] = pd.DataFrame(columns, index=frame.index)
+    return out
+
+
+def model_input_columns(features, input_types: dict[str, str]):
+    """Spark columns in model-input form: customer_id long, as_of ISO string, doubles and strings."""
+    from pyspark.sql import functions as F
+
+    columns = []
+    for name, kind in input_types.items():
+        if name == "as_of":
+            columns.append(F.date_format(F.col("as_of"), "yyyy-MM-dd").alias("as_of"))
+        elif kind == "long":
+            columns.append(F.col(name).cast("long").alias(name))
+        elif kind == "double":
+            columns.append(F.col(name).cast("double").alias(name))
+        else:
+            columns.append(F.col(name).cast("string").alias(name))
+    return features.select(*columns)
+
+
+def score_spark(
+    *,
+    model_uri: str,
+    segmenter,
+    segmenter_version: str,
+    data_path: Path,
+    as_of: pd.Timestamp,
+    settings: FeatureSettings,
+    tmp_dir: Path,
+    clean: bool,
+    overrides: pd.DataFrame | None,
+    known_customer_ids: np.ndarray,
+    tally,
+    master: str = "local[2]",
+    n_buckets: int = 1,
+    input_types: dict[str, str] | None = None,
+    spark=None,
+) -> None:
+    """Score on Spark and write ``tmp_dir/segments``; rejects, drift counts and audit go into ``tally``."""
+    import time
+
+    import mlflow
+    from pyspark.sql import functions as F
+
+    from bankseg.features.spark import get_spark
+    from bankseg.scoring.score import OUTPUT_FOLDER, customer_rejects, read_output
+
+    started = time.perf_counter()
+    spark = spark or get_spark(master, app_name="bankseg-score")
+    if input_types is None:
+        schema = mlflow.models.get_model_info(model_uri).signature.inputs
+        input_types = {spec.name: str(spec.type) for spec in schema.inputs}
+        input_types = {k: ("long" if "long" in v else "double" if "double" in v else "string")
+                       for k, v in input_types.items()}
+    features = feature_frame(spark, Path(data_path), as_of, settings, n_buckets, clean)
+    model_input = model_input_columns(features, input_types)
+    udf = mlflow.pyfunc.spark_udf(spark, model_uri, env_manager="local", result_type=output_struct())
+    drift_cols = drift_columns(segmenter.parts.drift_reference)
+    feature_cols = [c for c in drift_cols if not c.startswith("p_")]
+    scored = model_input.select(
+        F.struct(*[F.col(c) for c in input_types]).alias("inp"), *[F.col(c) for c in feature_cols]
+    ).withColumn("out", udf(F.col("inp"))).drop("inp").persist()
+
+    required_missing = None
+    for column in REQUIRED_OUTPUTS:
+        cond = F.col(f"out.{column}").isNull()
+        required_missing = cond if required_missing is None else (required_missing | cond)
+    bad = scored.filter(required_missing).select("out.*").toPandas()
+    if len(bad):
+        from bankseg.scoring.score import unscored_rows
+
+        mask, reasons = unscored_rows(bad)
+        tally.rejects.append(customer_rejects(bad.loc[mask, "customer_id"], "scoring", reasons))
+    good = scored.filter(~required_missing)
+
+    reference = segmenter.parts.drift_reference
+
+    def count(batches):
+        for pdf in batches:
+            frame = pdf[feature_cols].assign(**{c: pdf[c] for c in drift_cols if c.startswith("p_")})
+            yield drift_counts(reference, frame)
+
+    p_cols = [F.col(f"out.{c}").alias(c) for c in drift_cols if c.startswith("p_")]
+    counts = good.select(*[F.col(c) for c in feature_cols], *p_cols).mapInPandas(
+        count, schema="model string, kind string, variable string, bin long, n long"
+    ).groupBy("model", "kind", "variable", "bin").agg(F.sum("n").alias("n")).toPandas()
+    tally.drift.append(counts)
+
+    output = good.select("out.*")
+    if overrides is not None:
+        ids = [int(i) for i in overrides["customer_id"].unique()]
+        touched = output.filter(F.col("customer_id").isin(ids)).toPandas()
+        if len(touched):
+            new, audit = apply_overrides(touched, overrides, segmenter.rules, known_customer_ids)
+            tally.audit.append(audit)
+            replaced = spark.createDataFrame(new[list(OUTPUT_COLUMNS)], schema=output_struct())
+            output = output.filter(~F.col("customer_id").isin(ids)).unionByName(replaced)
+    output = output.withColumn("as_of", F.to_date("as_of")).withColumn("segmenter_version", F.lit(str(segmenter_version)))
+    output.write.mode("overwrite").parquet(str(tmp_dir / OUTPUT_FOLDER))
+    scored.unpersist()
+
+    out_ids = read_output(tmp_dir, ["customer_id"])["customer_id"].to_numpy(np.int64)
+    tally.n_out += len(out_ids)
+    rejected = np.concatenate([np.empty(0, np.int64)] + [
+        r.loc[r["stage"].eq("scoring"), "customer_id"].to_numpy(np.int64) for r in tally.rejects
+    ])
+    not_open = np.setdiff1d(np.setdiff1d(known_customer_ids, out_ids), rejected)
+    tally.rejects.append(customer_rejects(not_open, "features", f"no account open before as_of {as_of.date()}"))
+    tally.clock("spark", started)

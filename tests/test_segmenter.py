@@ -1,0 +1,101 @@
+"""The exported segmenter: output contract, signature refusal, nullable input, bands, reason-code scope, overrides."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from mlflow.exceptions import MlflowException
+
+from bankseg.cli import CONFIG_DIR
+from bankseg.features.build import build_feature_table
+from bankseg.scoring.segmenter import OUTPUT_COLUMNS, apply_overrides, segmenter_input
+
+pytestmark = pytest.mark.slow
+AS_OF = "2025-05-01"
+
+
+@pytest.fixture(scope="module")
+def loaded(trained_bank):
+    trained_bank.configure()
+    model = mlflow.pyfunc.load_model("models:/bankseg-segmenter@champion")
+    features = build_feature_table(trained_bank.data_path, AS_OF, **{
+        k: v for k, v in trained_bank.feature_kwargs.items() if k not in ("engine", "spark_master")
+    }).head(400)
+    inner = model.unwrap_python_model()
+    return model, inner, features, segmenter_input(features, inner.input_columns)
+
+
+@pytest.fixture(scope="module")
+def output(loaded):
+    model, _, _, x = loaded
+    return model.predict(x)
+
+
+def test_output_follows_the_contract_one_row_per_customer(loaded, output):
+    _, _, features, _ = loaded
+    assert list(output.columns) == list(OUTPUT_COLUMNS)
+    assert output["customer_id"].tolist() == features["customer_id"].tolist()
+    assert (output["as_of"] == AS_OF).all()
+    versions = json.loads(output["model_versions"].iloc[0])
+    assert set(versions) == {"personas", "churn", "conversion", "upgrade"}
+    for column in ("composite_tier", "service_tier", "quadrant", "persona_name", "churn_band", "action"):
+        assert output[column].notna().all(), column
+    assert output["p_churn"].between(0, 1).all()
+
+
+def test_signature_refuses_input_missing_columns_and_names_them(loaded):
+    model, _, _, x = loaded
+    with pytest.raises(MlflowException, match=r"missing inputs.*bal_aum_adb_3m"):
+        model.predict(x.drop(columns=["bal_aum_adb_3m"]))
+
+
+def test_nullable_inputs_are_scored(loaded, output):
+    model, _, _, x = loaded
+    holed = x.copy()
+    holed.loc[:9, "cust_credit_score"] = np.nan
+    holed.loc[:9, "cust_education"] = None
+    got = model.predict(holed)
+    assert len(got) == len(x)
+    assert got.loc[:9, ["composite_tier", "p_churn", "persona_id"]].notna().all().all()
+    # Rows without holes are untouched by the holes elsewhere.
+    pd.testing.assert_frame_equal(got.iloc[10:].reset_index(drop=True), output.iloc[10:].reset_index(drop=True))
+
+
+def test_bands_follow_the_configured_cutoffs(output):
+    cfg = yaml.safe_load(open(f"{CONFIG_DIR}/model/churn.yaml", encoding="utf-8"))
+    low, high = cfg["bands"]["cutoffs"]
+    p = output["p_churn"]
+    expected = np.where(p >= high, "high", np.where(p >= low, "medium", "low"))
+    assert (output["churn_band"].to_numpy() == expected).all()
+
+
+def test_reason_codes_only_for_actionable_bands(output):
+    cfg = yaml.safe_load(open(f"{CONFIG_DIR}/model/churn.yaml", encoding="utf-8"))["reason_codes"]
+    assert cfg["scope"] == "actionable"
+    actionable = output["churn_band"].isin(cfg["actionable_bands"])
+    assert output.loc[~actionable, "churn_reason_1"].isna().all()
+    assert actionable.any()
+    assert output.loc[actionable, "churn_reason_1"].notna().all()
+    assert output.loc[actionable, "churn_reason_1_zh"].notna().all()
+
+
+def test_overrides_set_service_tier_and_rederive_quadrant(loaded, output):
+    _, inner, _, _ = loaded
+    mass = output.index[output["composite_tier"] == "mass"][:2]
+    ids = output.loc[mass, "customer_id"].tolist()
+    overrides = pd.DataFrame({
+        "customer_id": ids, "tier": ["platinum", "platinum"], "reason": ["vip", "vip"], "author": ["rm1", "rm1"],
+        "date": ["2025-01-01", "2026-01-01"], "expiry": ["2026-12-31", "2026-12-31"],
+    })
+    new, audit = apply_overrides(output, overrides, inner.rules)
+    assert new.loc[mass[0], "service_tier"] == "platinum"
+    assert new.loc[mass[0], "quadrant"] == "potential"  # low value, service tier lifted above composite
+    assert new.loc[mass[1], "service_tier"] == "mass"  # dated after as_of: not applied
+    assert audit["applied"].tolist() == [True, False]
+    untouched = ~output["customer_id"].isin(ids)
+    pd.testing.assert_frame_equal(new[untouched], output[untouched])
