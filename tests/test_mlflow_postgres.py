@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
@@ -30,7 +31,7 @@ def team_server():
         yield url, backend, root
 
 
-def test_train_register_promote_and_load_through_a_postgres_backed_server(team_server, tmp_path):
+def test_train_register_promote_and_score_through_a_postgres_backed_server(team_server, tmp_path):
     url, backend, root = team_server
     assert backend.startswith("postgresql")
     bank = tmp_path / "bank"
@@ -38,11 +39,18 @@ def test_train_register_promote_and_load_through_a_postgres_backed_server(team_s
     common = [f"data.path={bank}", f"paths.root_dir={tmp_path}", "model.params.num_threads=1", "build_report=false"]
     os.environ["MLFLOW_TRACKING_URI"] = url  # the environment variable alone points every job at the server
     try:
-        from bankseg.cli import promote, train
+        from bankseg.cli import export, promote, score, train
 
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             train_cfg = compose(config_name="train", overrides=["model=churn", *common])
             promote_cfg = compose(config_name="promote", overrides=["model=churn", *common])
+            others = [compose(config_name="train", overrides=[f"model={m}", *common]) for m in ("conversion", "upgrade")]
+            personas_cfg = compose(config_name="train", overrides=[
+                "model=personas", f"data.path={bank}", f"paths.root_dir={tmp_path}", "build_report=false",
+                "model.k_range=[4,5]", "model.n_bootstrap=0"])
+            export_cfg = compose(config_name="export", overrides=[f"data.path={bank}", f"paths.root_dir={tmp_path}"])
+            score_cfg = compose(config_name="score", overrides=[
+                f"data.path={bank}", f"paths.root_dir={tmp_path}", "as_of=latest", f"out_dir={tmp_path}/scores"])
         assert train_cfg.mlflow.tracking_uri == url
         train.main(train_cfg)
         train.main(train_cfg)
@@ -60,6 +68,16 @@ def test_train_register_promote_and_load_through_a_postgres_backed_server(team_s
         # the artifacts went through the server into its own folder, not into a local mlruns/
         assert any((root / "artifacts").rglob("MLmodel"))
         assert not (tmp_path / "mlruns").exists()
+
+        # the rest of the flow through the same server: the segmenter from the champions, then batch scoring
+        for cfg in (personas_cfg, *others):
+            train.main(cfg)
+        export.main(export_cfg)
+        score.main(score_cfg)
+        assert find_version("bankseg-segmenter", "champion") is not None
+        scored = pd.concat(pd.read_parquet(p) for p in (tmp_path / "scores").rglob("segments/*.parquet"))
+        customers = pd.read_parquet(bank / "customers")
+        assert scored["customer_id"].is_unique and len(scored) > 0.8 * len(customers)
     finally:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         mlflow.set_tracking_uri(None)

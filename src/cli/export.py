@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
@@ -23,6 +27,10 @@ def main(cfg: DictConfig) -> None:
         reference_as_of=cfg.reference_as_of,
         drift_cfg=plain(cfg.scoring.drift),
     )
+    if cfg.result_file:
+        record = Path(cfg.result_file)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(dataclasses.asdict(result), indent=2, sort_keys=True) + "\n")
     print(result.render())
 
 

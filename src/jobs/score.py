@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bankseg.jobs.train import data_month_range
+from bankseg.models.oot_split import latest_as_of
 from bankseg.scoring.score import ScoreResult, run_score
 
 
@@ -27,7 +29,14 @@ def score_job(
     chunk_customers: int | None = None,
     progress: bool = True,
 ) -> ScoreResult:
-    """Run :func:`bankseg.scoring.score.run_score` with the ``scoring`` config group's settings."""
+    """Run :func:`bankseg.scoring.score.run_score` with the ``scoring`` config group's settings.
+
+    ``as_of="latest"`` scores as of the first day after the data's last month (all the bank knows today).
+    """
+    if as_of == "latest":
+        if data_path is None:
+            raise ValueError("as_of=latest needs data.path (the data's last month decides the date)")
+        as_of = latest_as_of(data_month_range(Path(data_path))[1]).date().isoformat()
     return run_score(
         as_of=as_of,
         out_dir=out_dir,

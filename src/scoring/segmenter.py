@@ -158,7 +158,11 @@ class SegmenterModel(mlflow.pyfunc.PythonModel):
         return self.parts.rules
 
     def predict(self, context, model_input, params=None):
-        return self.segment(model_input)
+        # Text as plain Python objects: pandas 3's pyarrow-backed `str` columns come out of a Spark UDF's pandas
+        # frame as chunked arrays, which MLflow's struct result conversion refuses.
+        out = self.segment(model_input)
+        text = [c for c in out.columns if pd.api.types.is_string_dtype(out[c]) and out[c].dtype != object]
+        return out.astype(dict.fromkeys(text, object)) if text else out
 
     def segment(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Every segment per row of a feature table of one as_of (model-input form or the feature table itself)."""
