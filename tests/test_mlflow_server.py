@@ -6,14 +6,6 @@ proxied artifacts in tmp_path; it is always stopped, even when start-up fails.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,68 +17,16 @@ from mlflow.models import infer_signature
 from sklearn.linear_model import LogisticRegression
 
 from bankseg.models import registry, tracking
+from bankseg.models.server import running_mlflow_server
 
 pytestmark = pytest.mark.slow
 
-STARTUP_TIMEOUT_S = 180  # about 7 s on a quiet machine; 60-75 s seen with 2 cores under heavy load
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """(URL, folder holding the server's database and artifacts)."""
+    """(URL, folder holding the server's database and artifacts): `mlflow server` with a SQLite backend."""
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    mlflow_exe = Path(sys.executable).with_name("mlflow")
-    command = [
-        str(mlflow_exe), "server",
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--serve-artifacts",
-        "--artifacts-destination", str(root / "artifacts"),
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    log = (root / "server.log").open("wb")
-    # Its own process group, so stopping it also stops the web workers it spawns.
-    server = subprocess.Popen(
-        command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _healthy(url):
-            if server.poll() is not None:
-                pytest.fail(
-                    f"mlflow server exited with {server.returncode}:\n{(root / 'server.log').read_text()[-3000:]}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy after {STARTUP_TIMEOUT_S} s")
-            time.sleep(0.5)
+    with running_mlflow_server(f"sqlite:///{root / 'mlflow.db'}", root / "artifacts") as url:
         yield url, root
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=20)
-        log.close()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from bankseg.cli import CONFIG_DIR, HYDRA_VERSION_BASE
+from bankseg.cli.settings import feature_kwargs_from, label_settings_from
 from bankseg.data.io import table_path, write_table
 from bankseg.features.build import build_feature_table, normalise_as_of_dates
 from bankseg.features.labels import LABEL_COLUMNS, LabelSettings
@@ -122,33 +123,13 @@ def _as_of_values(value) -> list[str]:
 
 def features_job(cfg: DictConfig) -> FeatureJobResult:
     """Unpack the composed ``features`` config, run :func:`run_features` and print its summary."""
-    feats, labels = cfg.features, cfg.labels
-    label_settings = None
-    if cfg.with_labels:
-        label_settings = LabelSettings(
-            churn_horizon_months=int(labels.churn.horizon_months),
-            churn_drop_share=float(labels.churn.drop_share),
-            churn_min_aum_adb=float(labels.churn.min_aum_adb),
-            conversion_horizon_months=int(labels.conversion.horizon_months),
-            conversion_target_value=float(labels.conversion.target_value),
-            conversion_loan_share=float(labels.conversion.loan_share),
-            upgrade_horizon_months=int(labels.upgrade.horizon_months),
-            upgrade_products=tuple(labels.upgrade.products),
-            aum_products=tuple(cfg.data.aum_products),
-            loan_products=tuple(cfg.data.loan_products),
-        )
+    label_settings = label_settings_from(cfg) if cfg.with_labels else None
+    kwargs = feature_kwargs_from(cfg, engine=str(cfg.engine))
     result = run_features(
         cfg.data.path,
         _as_of_values(cfg.as_of),
         cfg.out_dir,
-        windows=[int(w) for w in feats.windows],
-        aum_products=list(cfg.data.aum_products),
-        loan_products=list(cfg.data.loan_products),
-        recency_cap_days=int(feats.recency_cap_days),
-        salary_day_std_scale=float(feats.salary_day_std_scale),
-        n_buckets=int(feats.n_buckets),
-        engine=str(cfg.engine),
-        spark_master=str(feats.spark_master),
+        **kwargs,
         label_settings=label_settings,
         plan_n_train=int(cfg.as_of_plan.n_train),
         plan_step_months=int(cfg.as_of_plan.step_months),

@@ -6,7 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from bankseg.cli import CONFIG_DIR, HYDRA_VERSION_BASE
-from bankseg.cli.settings import feature_kwargs_from, label_settings_from, plain
+from bankseg.cli.settings import model_job_args, plain
 from bankseg.jobs.promote import run_promote
 from bankseg.models.registry import PromotionGate
 
@@ -15,15 +15,8 @@ from bankseg.models.registry import PromotionGate
 def main(cfg: DictConfig) -> None:
     gate = PromotionGate(**plain(cfg.promotion))
     decision = run_promote(
-        model_cfg=plain(cfg.model),
+        **model_job_args(cfg),
         gate=gate,
-        data_cfg=plain(cfg.data),
-        feature_kwargs=feature_kwargs_from(cfg),
-        label_settings=label_settings_from(cfg),
-        as_of_cfg=plain(cfg.as_of),
-        mlflow_cfg=plain(cfg.mlflow),
-        config=plain(cfg),
-        features_path=cfg.features_path,
         holdout_fraction=float(cfg.holdout_fraction),
     )
     verdict = "PROMOTED" if decision.promoted else "kept the champion"

@@ -52,3 +52,17 @@ def feature_kwargs_from(cfg: DictConfig, engine: str = "pandas") -> dict[str, An
         "engine": engine,
         "spark_master": str(feats.spark_master),
     }
+
+
+def model_job_args(cfg: DictConfig) -> dict[str, Any]:
+    """The arguments train, tune and promote share: the model, its data, features, labels, dates, store."""
+    return {
+        "model_cfg": plain(cfg.model),
+        "data_cfg": plain(cfg.data),
+        "feature_kwargs": feature_kwargs_from(cfg),
+        "label_settings": label_settings_from(cfg),
+        "as_of_cfg": plain(cfg.as_of),
+        "mlflow_cfg": plain(cfg.mlflow),
+        "config": plain(cfg),
+        "features_path": cfg.features_path,
+    }

@@ -6,7 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from bankseg.cli import CONFIG_DIR, HYDRA_VERSION_BASE
-from bankseg.cli.settings import feature_kwargs_from, label_settings_from, plain
+from bankseg.cli.settings import model_job_args, plain
 from bankseg.jobs.train import run_train
 
 
@@ -22,16 +22,9 @@ def _report_request(cfg: DictConfig) -> dict | None:
 @hydra.main(version_base=HYDRA_VERSION_BASE, config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     result = run_train(
-        model_cfg=plain(cfg.model),
-        data_cfg=plain(cfg.data),
-        feature_kwargs=feature_kwargs_from(cfg),
-        label_settings=label_settings_from(cfg),
-        as_of_cfg=plain(cfg.as_of),
-        mlflow_cfg=plain(cfg.mlflow),
-        config=plain(cfg),
+        **model_job_args(cfg),
         register=bool(cfg.register),
         use_ground_truth=bool(cfg.use_ground_truth),
-        features_path=cfg.features_path,
         holdout_fraction=float(cfg.holdout_fraction),
         report=_report_request(cfg),
     )

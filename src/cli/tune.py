@@ -8,7 +8,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from bankseg.cli import CONFIG_DIR, HYDRA_VERSION_BASE
-from bankseg.cli.settings import feature_kwargs_from, label_settings_from, plain
+from bankseg.cli.settings import model_job_args, plain
 from bankseg.jobs.tune import run_tune
 
 
@@ -21,16 +21,9 @@ def main(cfg: DictConfig) -> float:
         return plain(compose(config_name="tune", overrides=[*job_overrides, *overrides]))
 
     result = run_tune(
-        model_cfg=plain(cfg.model),
+        **model_job_args(cfg),
         hpo_cfg=plain(cfg.hpo),
-        data_cfg=plain(cfg.data),
-        feature_kwargs=feature_kwargs_from(cfg),
-        label_settings=label_settings_from(cfg),
-        as_of_cfg=plain(cfg.as_of),
-        mlflow_cfg=plain(cfg.mlflow),
-        config=plain(cfg),
         compose=compose_trial,
-        features_path=cfg.features_path,
     )
     print(result.render())
     return result.best_value

@@ -28,7 +28,8 @@ def describe_outputs(root: Path) -> str:
         info = json.loads(record.read_text())
         auc = info.get("metrics", {}).get("oot/auc")
         score = f", out-of-time AUC {auc:.3f}" if auc is not None else ""
-        lines.append(f"  registered {info.get('registered_name')} version {info.get('version')}{score}")
+        name = info.get("registered_name") or f"bankseg-{record.stem}"
+        lines.append(f"  registered {name} version {info.get('version')}{score}")
     lines += [
         "",
         f"  MLflow UI: make mlflow-ui   (or .venv/bin/mlflow ui --backend-store-uri sqlite:///{root}/mlruns/mlflow.db)",

@@ -139,6 +139,19 @@ class SegmenterParts:
     drift_reference: dict = field(default_factory=dict)
 
 
+def text_as_objects(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with its text columns as plain Python objects.
+
+    pandas 3's pyarrow-backed ``str`` columns become chunked arrays when a pandas frame goes back to Spark (a
+    UDF's result, ``mapInPandas`` output), which PySpark 4.3 and MLflow's struct conversion refuse.
+    """
+    text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c]) and frame[c].dtype != object]
+    if not text:
+        return frame
+    # missing text as None: a NaN object would reach Spark as the string "nan"
+    return frame.assign(**{c: frame[c].astype(object).where(frame[c].notna(), None) for c in text})
+
+
 class SegmenterModel(mlflow.pyfunc.PythonModel):
     """The assembled segmenter (see the module docstring); ``predict`` returns :data:`OUTPUT_COLUMNS`."""
 
@@ -158,11 +171,7 @@ class SegmenterModel(mlflow.pyfunc.PythonModel):
         return self.parts.rules
 
     def predict(self, context, model_input, params=None):
-        # Text as plain Python objects: pandas 3's pyarrow-backed `str` columns come out of a Spark UDF's pandas
-        # frame as chunked arrays, which MLflow's struct result conversion refuses.
-        out = self.segment(model_input)
-        text = [c for c in out.columns if pd.api.types.is_string_dtype(out[c]) and out[c].dtype != object]
-        return out.astype(dict.fromkeys(text, object)) if text else out
+        return text_as_objects(self.segment(model_input))
 
     def segment(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Every segment per row of a feature table of one as_of (model-input form or the feature table itself)."""
