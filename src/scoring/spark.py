@@ -23,6 +23,7 @@ from bankseg.scoring.segmenter import (
     OUTPUT_COLUMNS,
     REQUIRED_OUTPUTS,
     apply_overrides,
+    text_as_objects,
 )
 
 
@@ -38,6 +39,20 @@ def output_struct():
         return T.StringType()
 
     return T.StructType([T.StructField(c, kind(c), True) for c in OUTPUT_COLUMNS])
+
+
+def _restore_missing_text(column: str):
+    """``out.<column>`` with MLflow's text for a missing value turned back into null.
+
+    spark_udf converts each string field of a struct result with ``astype(np.str_)``, which writes a missing
+    value as the text "None"; no output of the segmenter holds that text otherwise.
+    """
+    from pyspark.sql import functions as F
+
+    value = F.col(f"out.{column}")
+    if column in INT_COLUMNS or column in FLOAT_COLUMNS:
+        return value
+    return F.when(value == F.lit("None"), F.lit(None)).otherwise(value)
 
 
 def feature_frame(spark, data_path: Path, as_of: pd.Timestamp, settings: FeatureSettings, n_buckets: int,
@@ -156,7 +171,7 @@ def score_spark(
 
     required_missing = None
     for column in REQUIRED_OUTPUTS:
-        cond = F.col(f"out.{column}").isNull()
+        cond = _restore_missing_text(column).isNull()
         required_missing = cond if required_missing is None else (required_missing | cond)
     bad = scored.filter(required_missing).select("out.*").toPandas()
     if len(bad):
@@ -171,7 +186,7 @@ def score_spark(
     def count(batches):
         for pdf in batches:
             frame = pdf[feature_cols].assign(**{c: pdf[c] for c in drift_cols if c.startswith("p_")})
-            yield drift_counts(reference, frame)
+            yield text_as_objects(drift_counts(reference, frame))
 
     p_cols = [F.col(f"out.{c}").alias(c) for c in drift_cols if c.startswith("p_")]
     counts = good.select(*[F.col(c) for c in feature_cols], *p_cols).mapInPandas(
@@ -179,7 +194,7 @@ def score_spark(
     ).groupBy("model", "kind", "variable", "bin").agg(F.sum("n").alias("n")).toPandas()
     tally.drift.append(counts)
 
-    output = good.select("out.*")
+    output = good.select(*[_restore_missing_text(c).alias(c) for c in OUTPUT_COLUMNS])
     if overrides is not None:
         ids = [int(i) for i in overrides["customer_id"].unique()]
         touched = output.filter(F.col("customer_id").isin(ids)).toPandas()
