@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -185,8 +185,13 @@ def feature_table_spark_frame(
     label_settings: LabelSettings | None = None,
     data_end: pd.Timestamp | None = None,
     template: pd.DataFrame | None = None,
+    prepare_tables: Callable[[dict[str, pd.DataFrame]], dict[str, pd.DataFrame]] | None = None,
 ):
-    """Return the (lazy) Spark DataFrame of the feature table: stacked tables, bucketed, blocks per bucket."""
+    """Return the (lazy) Spark DataFrame of the feature table: stacked tables, bucketed, blocks per bucket.
+
+    ``prepare_tables`` runs on each bucket's tables before the blocks (the scoring job sets rejected rows aside
+    there, as its pandas engine does).
+    """
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
@@ -206,6 +211,8 @@ def feature_table_spark_frame(
             name: pdf.loc[pdf["table"] == name, list(columns)].reset_index(drop=True)
             for name, columns in BLOCK_COLUMNS.items()
         }
+        if prepare_tables is not None:
+            tables = prepare_tables(tables)
         out = build_bucket_features(tables, dates, settings, label_settings, data_end)
         for column in out.columns:
             if isinstance(out[column].dtype, pd.CategoricalDtype):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bankseg.features.build import BLOCK_COLUMNS, FeatureSettings, bucket_of, build_bucket_features
+from bankseg.features.build import FeatureSettings
 from bankseg.scoring.migration import drift_columns, drift_counts
 from bankseg.scoring.segmenter import (
     FLOAT_COLUMNS,
@@ -58,37 +58,15 @@ def _restore_missing_text(column: str):
 def feature_frame(spark, data_path: Path, as_of: pd.Timestamp, settings: FeatureSettings, n_buckets: int,
                   clean: bool):
     """The lazy Spark feature table as of ``as_of`` (rows cleaned per bucket like the pandas engine when ``clean``)."""
-    from pyspark.sql import functions as F
-    from pyspark.sql import types as T
-
-    # The stacking and output schema of the feature engine (bankseg.features.spark) are reused as they are.
-    from bankseg.features.spark import _load_stacked, _output_schema, _output_template
+    from bankseg.features.spark import feature_table_spark_frame
     from bankseg.scoring.score import clean_bucket
 
-    buckets = n_buckets if n_buckets > 1 else 2 * spark.sparkContext.defaultParallelism
-    template = _output_template(settings, None)
-    schema = _output_schema(template)
+    def prepare(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+        return clean_bucket(_canonical(tables))
 
-    @F.pandas_udf(T.LongType())
-    def bucket_udf(customer_id: pd.Series) -> pd.Series:
-        return pd.Series(bucket_of(customer_id.to_numpy(dtype=np.int64), buckets))
-
-    def run_bucket(pdf: pd.DataFrame) -> pd.DataFrame:
-        tables = {
-            name: pdf.loc[pdf["table"] == name, list(columns)].reset_index(drop=True)
-            for name, columns in BLOCK_COLUMNS.items()
-        }
-        if clean:
-            tables = clean_bucket(_canonical(tables))
-        out = build_bucket_features(tables, [as_of], settings)
-        for column in out.columns:
-            if isinstance(out[column].dtype, pd.CategoricalDtype):
-                out[column] = out[column].astype(object).where(out[column].notna(), None)
-        return out
-
-    spark.conf.set("spark.sql.shuffle.partitions", str(buckets))
-    stacked = _load_stacked(spark, data_path, None).withColumn("bucket", bucket_udf("customer_id"))
-    return stacked.groupBy("bucket").applyInPandas(run_bucket, schema=schema)
+    return feature_table_spark_frame(
+        spark, data_path, [as_of], settings, n_buckets=n_buckets, prepare_tables=prepare if clean else None
+    )
 
 
 def _canonical(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
