@@ -32,11 +32,11 @@ run: setup ## the whole pipeline (dvc repro) on the simulated bank: 50,000 custo
 simulate: setup ## only simulate and validate the default bank
 	$(BIN)/bankseg-simulate
 
-test: setup ## the whole test suite (slow and Spark tests included)
-	$(BIN)/pytest -q
+test: setup ## the whole test suite (slow, Spark, browser and PostgreSQL tests) and the notebooks
+	$(BIN)/pytest -q --durations=25 --nbmake tests notebooks
 
-test-fast: setup ## the tests not marked slow
-	$(BIN)/pytest -q -m "not slow"
+test-fast: setup ## the tests not marked slow (no notebooks)
+	$(BIN)/pytest -q -m "not slow" tests
 
 lint: setup ## ruff
 	$(BIN)/ruff check .
