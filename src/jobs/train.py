@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from bankseg.data.io import dataset_fingerprint, read_table, table_path
-from bankseg.features.build import build_feature_table
 from bankseg.features.labels import LabelSettings, check_out_of_time
+from bankseg.features.labels import build_training_frame as stack_training_frame
 from bankseg.models import metrics as m
 from bankseg.models.oot_split import AsOfPlan, resolve_as_of_plan
 from bankseg.models.oracle import oracle_scores, persona_truth
@@ -98,14 +98,14 @@ def build_training_frame(
     With ``features_path`` (a ``bankseg-features`` output folder holding features.parquet and labels.parquet)
     the table is read instead of rebuilt; it must hold every planned as_of date.
     """
-    check_out_of_time(plan.train, plan.oot, label_settings)
-    dates = [*plan.train, plan.oot]
     if features_path is None:
-        frame = build_feature_table(data_path, dates, **feature_kwargs, label_settings=label_settings)
-    else:
-        frame = read_feature_table(Path(features_path), dates)
-    frame["split"] = np.where(frame["as_of"] == plan.oot, "oot", "train")
-    return frame
+        return stack_training_frame(
+            data_path, plan.train, plan.oot, label_settings=label_settings, **feature_kwargs
+        )
+    check_out_of_time(plan.train, plan.oot, label_settings)
+    frame = read_feature_table(Path(features_path), [*plan.train, plan.oot])
+    split = np.where(frame["as_of"] == plan.oot, "oot", "train")
+    return frame.assign(split=pd.Categorical(split, categories=["train", "oot"]))
 
 
 def read_feature_table(folder: Path, dates: list[pd.Timestamp]) -> pd.DataFrame:
