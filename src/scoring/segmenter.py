@@ -380,12 +380,16 @@ def apply_overrides(
         ids, rule_service, overrides, as_of, tiers, rules.service_tier, known_customer_ids
     )
     new = output.copy()
-    new["service_tier"] = _text(service)
-    quadrant = assign_quadrant(composite, service, tiers, rules.quadrant, output["p_conversion"])
-    new["quadrant"] = _text(quadrant)
+
+    def replace(column: str, values: pd.Series) -> None:
+        # keep the column's dtype (object from the pyfunc, str after a Parquet round trip)
+        new[column] = pd.Series(_text(values), index=new.index).astype(output[column].dtype)
+
+    replace("service_tier", service)
+    replace("quadrant", assign_quadrant(composite, service, tiers, rules.quadrant, output["p_conversion"]))
     action = recommend_action(new, rules.playbook)
     for column in ("action", "action_en", "action_zh"):
-        new[column] = _text(action[column])
+        replace(column, action[column])
     return new, audit
 
 
