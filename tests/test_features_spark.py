@@ -13,17 +13,7 @@ from bankseg.features.labels import LabelSettings
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.filterwarnings("ignore::FutureWarning")]
 DATES = ["2023-09-01", "2024-02-15"]
-
-
-@pytest.fixture(scope="session")
-def spark():
-    pytest.importorskip("pyspark")
-    from bankseg.features.spark import get_spark
-
-    session = get_spark("local[2]", app_name="bankseg-tests")
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
+# the `spark` fixture (one local[2] session for the whole test run) is in conftest.py
 
 
 @pytest.fixture(scope="module")
