@@ -16,6 +16,8 @@ from pandas.api.types import is_numeric_dtype
 class PropensityPyfunc(mlflow.pyfunc.PythonModel):
     """Predicts the calibrated probability of a propensity model as a one-column frame ``probability``."""
 
+    _skip_type_hint_validation = True  # the input is checked by the explicit signature (see input_schema)
+
     def __init__(self, model):
         self.model = model
 
@@ -25,6 +27,8 @@ class PropensityPyfunc(mlflow.pyfunc.PythonModel):
 
 class PersonaPyfunc(mlflow.pyfunc.PythonModel):
     """Assigns each row its persona id and readable name (English)."""
+
+    _skip_type_hint_validation = True  # the input is checked by the explicit signature (see input_schema)
 
     def __init__(self, model):
         self.model = model

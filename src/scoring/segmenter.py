@@ -155,6 +155,8 @@ def text_as_objects(frame: pd.DataFrame) -> pd.DataFrame:
 class SegmenterModel(mlflow.pyfunc.PythonModel):
     """The assembled segmenter (see the module docstring); ``predict`` returns :data:`OUTPUT_COLUMNS`."""
 
+    _skip_type_hint_validation = True  # the input is checked by the explicit signature, not type hints
+
     def __init__(self, parts: SegmenterParts):
         self.parts = parts
 
