@@ -23,14 +23,8 @@ from bankseg.data.simulate_flows import FLOW_NAMES, Calendar
 from bankseg.data.simulate_population import ADOPTABLE, PERSONAS, Population
 
 P_IDX = {p: i for i, p in enumerate(schema.PRODUCTS)}
-INVESTED: tuple[str, ...] = (
-    "time_deposit",
-    "wealth_management",
-    "fund",
-    "insurance",
-    "precious_metal",
-    "private_banking",
-)
+# AUM beyond the current account: where a saver's spare money goes
+INVESTED: tuple[str, ...] = tuple(p for p in schema.DEFAULT_AUM_PRODUCTS if p != "demand_deposit")
 TERM_LOANS: tuple[str, ...] = ("consumer_loan", "mortgage", "business_loan")
 UPGRADE_PRODUCTS: tuple[str, ...] = ("wealth_management", "fund", "insurance", "precious_metal", "private_banking")
 ACTIVE, WARNING, DRAINING, RESIDUAL, CLOSED = 1, 2, 3, 4, 5
