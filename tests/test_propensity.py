@@ -263,3 +263,78 @@ def test_pruning_callback_names_a_missing_metric():
     env = lgb.callback.CallbackEnv(None, {}, 0, 0, 10, [("val", "auc", 0.7, True)])
     with pytest.raises(ValueError, match="no val/binary_logloss"):
         callback(env)
+
+
+# --------------------------------------------------------------------------- issue 7: hold-outs on small data
+def test_refit_grows_the_final_trees_on_every_row_not_held_out_for_calibration(train):
+    plain = PropensityModel("label_churn", **FAST).fit(train)
+    refit = PropensityModel("label_churn", refit_on_val=True, **FAST).fit(train)
+    assert plain.n_tree_rows_ == plain.n_rows_["fit"]
+    assert refit.n_tree_rows_ == len(train) - refit.n_rows_["calibration"] == refit.n_rows_["fit"] + refit.n_rows_["val"]
+    # The val rows still choose the number of trees (same early-stopping run), then train them too.
+    assert refit.evals_result_ == plain.evals_result_
+    assert refit.booster_.num_trees() == refit.best_iteration_ == plain.best_iteration_
+    assert not np.array_equal(refit.predict_raw(train), plain.predict_raw(train))
+
+
+def test_platt_calibration_ranks_exactly_like_the_raw_margin(model, train, test_data):
+    frame, _ = test_data
+    y = frame["label_churn"].to_numpy()
+    platt = PropensityModel("label_churn", calibration="platt", **FAST).fit(train)
+    proba, raw = platt.predict_proba(frame), platt.predict_raw(frame)
+    assert roc_auc_score(y, proba) == roc_auc_score(y, raw)
+    assert abs(proba.mean() - y.mean()) < 0.015
+    # Isotonic steps tie customers and can lose ranking; Platt never does.
+    isotonic = model
+    assert roc_auc_score(y, isotonic.predict_proba(frame)) <= roc_auc_score(y, isotonic.predict_raw(frame))
+
+
+def test_cross_fitted_calibration_holds_no_row_out_and_stays_calibrated(train, test_data):
+    frame, _ = test_data
+    y = frame["label_churn"].to_numpy()
+    fitted = PropensityModel(
+        "label_churn", calibration="platt", calibration_cv=4, refit_on_val=True, **FAST
+    ).fit(train)
+    assert fitted.cross_fitted_
+    assert fitted.n_rows_["calibration"] == 0
+    assert fitted.n_tree_rows_ == fitted.n_calibration_rows_ == len(train)
+    proba = fitted.predict_proba(frame)
+    assert abs(proba.mean() - y.mean()) < 0.015
+    weighted = 1.0 / (1.0 + np.exp(-fitted.predict_raw(frame)))
+    assert brier_score_loss(y, proba) < brier_score_loss(y, weighted)
+
+
+def test_cross_fitting_gives_way_to_a_hold_out_above_its_row_limit(train):
+    fitted = PropensityModel(
+        "label_churn", calibration="platt", calibration_cv=4, calibration_cv_max_rows=len(train) - 1, **FAST
+    ).fit(train)
+    assert not fitted.cross_fitted_
+    assert fitted.n_calibration_rows_ == fitted.n_rows_["calibration"] == round(0.2 * len(train))
+
+
+@pytest.mark.parametrize("folds", [1, 2.5, True])
+def test_calibration_cv_must_be_an_integer_of_at_least_two(train, folds):
+    with pytest.raises(ValueError, match="calibration_cv must be null or an integer of at least 2"):
+        PropensityModel("label_churn", calibration_cv=folds, **FAST).fit(train)
+
+
+def test_cross_validation_measures_a_parameter_set_like_a_held_out_test(train, test_data):
+    frame, _ = test_data
+    estimator = PropensityModel("label_churn", **FAST)
+    measured = estimator.cross_validate(train, n_folds=4)
+    held_out = roc_auc_score(frame["label_churn"], PropensityModel("label_churn", **FAST).fit(train).predict_raw(frame))
+    assert measured.metric == "auc" and measured.n_folds == 4
+    assert abs(measured.score - held_out) < 0.03
+    assert measured.score == max(measured.curve) and measured.curve[measured.rounds - 1] == measured.score
+    assert len(measured.curve) < FAST["num_boost_round"]  # early stopping watched the mean curve
+
+
+def test_cross_validation_reports_to_a_pruner_under_the_name_valid(train):
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    measured = PropensityModel(
+        "label_churn", num_boost_round=20, early_stopping_rounds=20, params=ONE_THREAD
+    ).cross_validate(train, n_folds=3, callbacks=[make_pruning_callback(trial, valid_name="valid")])
+    reported = study.trials[0].intermediate_values
+    assert len(reported) >= 19  # the last round ends the run before the pruning callback sees it
+    assert all(value == pytest.approx(measured.curve[step]) for step, value in reported.items())

@@ -507,6 +507,12 @@ def _model_card(run: ModelRun, parts, y, settings: ModelReportSettings, fingerpr
         raise ValueError(f"label definition template of {run.model} needs a labels setting it lacks: {err}") from err
     windows = (cfg.get("features") or {}).get("windows")
     fingerprint = run.tags.get("bankseg.data_fingerprint")
+    # Models registered before refit_on_val / calibration_cv lack the last three attributes.
+    held_rows = getattr(est, "n_rows_", {})
+    tree_rows = getattr(est, "n_tree_rows_", held_rows.get("fit", 0))
+    calibration_rows = getattr(est, "n_calibration_rows_", held_rows.get("calibration", 0))
+    calibration_kind = (f"cross-fitted ({est.calibration_cv} inner folds)" if getattr(est, "cross_fitted_", False)
+                        else "held-out")
     pairs = [
         ("Model", f"{run.model} ({run.registered_name or 'not registered'}, {run.label})"),
         ("Purpose", purpose.get("en", "–")),
@@ -520,11 +526,12 @@ def _model_card(run: ModelRun, parts, y, settings: ModelReportSettings, fingerpr
         ("Rows (train / out-of-time)", f"{len(parts['train']):,} / {len(parts['oot']):,}"),
         ("Labelled rows and positive rate (train)", f"{y['train'].size:,}, {y['train'].mean():.2%}"),
         ("Labelled rows and positive rate (out-of-time)", f"{y['oot'].size:,}, {y['oot'].mean():.2%}"),
-        ("Algorithm", f"LightGBM, {getattr(est, 'best_iteration_', '?')} trees kept by early stopping, "
+        ("Algorithm", f"LightGBM, {getattr(est, 'best_iteration_', '?')} trees (the number early stopping chose), "
+                      f"grown on {tree_rows:,} training rows, "
                       f"num_leaves {est.params_.get('num_leaves')}, max_depth {est.params_.get('max_depth')}, "
                       f"class weight {getattr(est, 'scale_pos_weight_', 1.0):.2f}"),
         ("Calibration", f"{getattr(est, 'calibration_method_', None) or 'none'} on "
-                        f"{getattr(est, 'n_rows_', {}).get('calibration', 0):,} held-out training rows"),
+                        f"{calibration_rows:,} {calibration_kind} training rows"),
         ("Training run", f"{run.run_id} (git {run.tags.get('mlflow.source.git.commit', 'unknown')[:10]})"),
     ]
     blocks = [h.key_values(pairs)]
