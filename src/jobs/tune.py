@@ -83,6 +83,40 @@ def make_pruner(pruner_cfg: dict[str, Any]) -> optuna.pruners.BasePruner:
     raise ValueError(f"hpo.pruner.kind must be 'median' or 'none', got {kind!r}")
 
 
+def create_study(hpo_cfg: dict[str, Any]) -> optuna.Study:
+    """An in-memory study with the configured direction, seeded TPE sampler and pruner."""
+    return optuna.create_study(
+        direction=hpo_cfg.get("direction", "maximize"),
+        sampler=optuna.samplers.TPESampler(seed=hpo_cfg.get("seed", 0)),
+        pruner=make_pruner(hpo_cfg.get("pruner", {})),
+    )
+
+
+def score_trial(
+    train: pd.DataFrame, trial_model: dict[str, Any], trial: optuna.Trial, *, metric: str = "auc",
+    cv_folds: int | None = None,
+) -> tuple[float, int]:
+    """(score, rounds) of the model config ``trial_model`` on ``train``: what one trial returns.
+
+    ``cv_folds`` null: the val-split metric at the round early stopping chose, as ``fit`` sees it. An integer:
+    the best mean metric of ``cv_folds`` stratified folds (:meth:`PropensityModel.cross_validate`), steadier on
+    small data, where one val split is noisy enough for the search to chase its noise. Either way the trial's
+    LightGBM metric is reported to the study's pruner each round (``optuna.TrialPruned`` propagates). A trial
+    never refits or calibrates: neither changes the score it returns.
+    """
+    from bankseg.models.propensity import PropensityModel, make_pruning_callback
+
+    kwargs = {**estimator_kwargs(PropensityModel, trial_model), "refit_on_val": False, "calibration": None}
+    estimator = PropensityModel(**kwargs)
+    if cv_folds:
+        measured = estimator.cross_validate(
+            train, n_folds=int(cv_folds), callbacks=[make_pruning_callback(trial, metric=metric, valid_name="valid")]
+        )
+        return measured.score, measured.rounds
+    estimator.fit(train, callbacks=[make_pruning_callback(trial, metric=metric, valid_name="val")])
+    return float(estimator.evals_result_["val"][metric][estimator.best_iteration_ - 1]), estimator.best_iteration_
+
+
 def write_experiment(path: Path, model_name: str, params: dict[str, Any], note: str) -> Path:
     """Write a Hydra experiment file pinning ``model.params`` to ``params``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,8 +140,6 @@ def run_tune(
     features_path: Path | None = None,
 ) -> TuneResult:
     """Run the Optuna study for the propensity model in ``model_cfg``; see the module docstring."""
-    from bankseg.models.propensity import PropensityModel, make_pruning_callback
-
     if model_cfg.get("kind") != "propensity":
         raise ValueError(f"bankseg-tune tunes propensity models; model={model_cfg.get('name')} is {model_cfg.get('kind')}")
     configure_tracking(**mlflow_cfg)
@@ -118,11 +150,9 @@ def run_tune(
     # tuning sees the training rows only; the evaluation rows stay untouched for the final model
     train = data.frame[data.frame["split"] == "train"].drop(columns=["split"])
     metric = hpo_cfg.get("metric", "val/auc").split("/")[-1]
-    study = optuna.create_study(
-        direction=hpo_cfg.get("direction", "maximize"),
-        sampler=optuna.samplers.TPESampler(seed=hpo_cfg.get("seed", 0)),
-        pruner=make_pruner(hpo_cfg.get("pruner", {})),
-    )
+    cv_folds = hpo_cfg.get("cv_folds")
+    split = "cv" if cv_folds else "val"
+    study = create_study(hpo_cfg)
     fingerprint = data.fingerprint
 
     def objective(trial: optuna.Trial) -> float:
@@ -133,16 +163,14 @@ def run_tune(
             "tune-trial", trial_cfg, fingerprint, nested=True, run_name=f"trial-{trial.number:03d}",
             tags={"bankseg.model": model_cfg["name"], "optuna.trial": str(trial.number)},
         ):
-            estimator = PropensityModel(**estimator_kwargs(PropensityModel, trial_model))
             try:
-                estimator.fit(train, callbacks=[make_pruning_callback(trial, metric=metric, valid_name="val")])
+                value, rounds = score_trial(train, trial_model, trial, metric=metric, cv_folds=cv_folds)
             except optuna.TrialPruned:
                 mlflow.set_tag("optuna.state", "pruned")
                 value = None
             else:
-                value = float(estimator.evals_result_["val"][metric][estimator.best_iteration_ - 1])
                 mlflow.set_tag("optuna.state", "complete")
-                log_metrics_by_split({"val": {metric: value, "best_iteration": estimator.best_iteration_}})
+                log_metrics_by_split({split: {metric: value, "best_iteration": rounds}})
         if value is None:
             raise optuna.TrialPruned()
         return value
@@ -166,14 +194,14 @@ def run_tune(
         experiment_file = None
         if write_experiment_file:
             note = (f"Written by bankseg-tune: best of {len(study.trials)} trials (seed {hpo_cfg.get('seed', 0)}), "
-                    f"val/{metric} = {study.best_value:.4f}, MLflow run {parent.info.run_id}")
+                    f"{split}/{metric} = {study.best_value:.4f}, MLflow run {parent.info.run_id}")
             experiment_file = write_experiment(
                 Path(hpo_cfg["experiment_dir"]) / f"{hpo_cfg['experiment_name']}.yaml",
                 model_cfg["name"], study.best_params, note,
             )
             mlflow.log_artifact(str(experiment_file), "experiment")
-        log.info("best val/%s %.4f with %s (%d complete, %d pruned, %.0f s)",
-                 metric, study.best_value, study.best_params, n_complete, n_pruned, seconds)
+        log.info("best %s/%s %.4f with %s (%d complete, %d pruned, %.0f s)",
+                 split, metric, study.best_value, study.best_params, n_complete, n_pruned, seconds)
         return TuneResult(study.best_value, dict(study.best_params), n_complete, n_pruned, seconds,
                           experiment_file, parent.info.run_id)
 
