@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,37 +20,22 @@ FEATURES = PERSONA_CONFIG["features"]
 LOG_FEATURES = PERSONA_CONFIG["log_features"]
 NAMING = PERSONA_CONFIG["names"]
 
-GROUPS = ("senior_counter", "young_digital", "affluent_investor", "payroll", "borrower")
+GROUPS = ("senior_cash", "young_spender", "affluent_investor", "bill_payer", "business")
 # feature -> (kind, mean for everyone, {group: mean for that group}); kinds say how values are drawn.
 PLANTED = {
-    "cust_age": ("age", 42, {"senior_counter": 70, "young_digital": 25, "affluent_investor": 52}),
-    "cust_tenure_months": ("count", 60, {"senior_counter": 90, "young_digital": 20}),
-    "bal_aum_adb_3m": ("money", 40_000, {"affluent_investor": 3_000_000, "young_digital": 8_000}),
-    "bal_loan_adb_3m": ("money", 2_000, {"borrower": 600_000}),
-    "bal_aum_trend_3m": ("normal", 0.0, {"borrower": -0.3}),
-    "bal_aum_volatility_6m": ("normal", 0.2, {}),
-    "bal_aum_share_time_deposit": ("share", 0.2, {"senior_counter": 0.8}),
-    "bal_aum_share_wealth_management": ("share", 0.05, {"affluent_investor": 0.5}),
-    "bal_aum_share_fund": ("share", 0.03, {"affluent_investor": 0.3}),
-    "txn_recency_days": ("count", 8, {}),
-    "txn_count_3m": ("count", 40, {"young_digital": 120}),
-    "txn_amount_3m": ("money", 30_000, {"affluent_investor": 600_000}),
-    "txn_inflow_12m": ("money", 80_000, {"affluent_investor": 900_000}),
-    "txn_salary_months_12m": ("count", 0.3, {"payroll": 12}),
-    "txn_salary_regularity": ("share", 0.05, {"payroll": 0.95}),
-    "txn_inflow_seasonality": ("share", 0.25, {"payroll": 0.09}),
-    "txn_channel_share_counter": ("share", 0.15, {"senior_counter": 0.65, "young_digital": 0.01}),
-    "txn_channel_share_atm": ("share", 0.15, {"senior_counter": 0.3}),
-    "txn_channel_share_mobile": ("share", 0.3, {"senior_counter": 0.02, "young_digital": 0.8}),
-    "txn_channel_share_pos": ("share", 0.15, {"young_digital": 0.35}),
-    "txn_category_share_consumption": ("share", 0.25, {"young_digital": 0.65, "borrower": 0.08}),
-    "txn_category_share_loan_repayment": ("share", 0.03, {"borrower": 0.5}),
-    "txn_category_share_investment": ("share", 0.03, {"affluent_investor": 0.35}),
-    "txn_category_share_transfer": ("share", 0.2, {"payroll": 0.05}),
-    "txn_outflow_other_bank_share_3m": ("share", 0.1, {"borrower": 0.35}),
-    "hold_n_products": ("count", 3, {"affluent_investor": 8}),
-    "int_logins_3m": ("count", 10, {"young_digital": 60, "senior_counter": 0.5}),
-    "int_branch_visits_3m": ("count", 0.5, {"senior_counter": 5}),
+    "cust_age": ("age", 42, {"senior_cash": 70, "young_spender": 25, "affluent_investor": 52}),
+    "txn_count_12m": ("count", 160, {"young_spender": 400, "senior_cash": 90}),
+    "bal_aum_adb_12m": ("money", 40_000, {"affluent_investor": 3_000_000, "young_spender": 8_000}),
+    "txn_outflow_12m": ("money", 90_000, {"affluent_investor": 900_000, "business": 1_500_000}),
+    "txn_inflow_12m": ("money", 90_000, {"affluent_investor": 900_000, "business": 1_500_000}),
+    "txn_category_share_bill": ("share", 0.08, {"bill_payer": 0.4}),
+    "txn_category_share_consumption": ("share", 0.3, {"young_spender": 0.65, "business": 0.1}),
+    "txn_category_share_transfer": ("share", 0.2, {"business": 0.65, "bill_payer": 0.1}),
+    "txn_channel_share_atm": ("share", 0.08, {"senior_cash": 0.4, "young_spender": 0.01}),
+    "bal_aum_share_demand_deposit": ("share", 0.9, {"affluent_investor": 0.3, "senior_cash": 0.6}),
+    "txn_inflow_seasonality": ("share", 0.2, {"bill_payer": 0.09}),
+    # not among the configured features: the model must ignore columns it was not told to use
+    "bal_aum_trend_3m": ("normal", 0.0, {"business": -0.3}),
 }
 SIZES = (0.30, 0.25, 0.20, 0.15, 0.10)  # distinct sizes: ids by size are then well defined
 
@@ -145,11 +129,11 @@ def test_names_are_unique_bilingual_and_describe_the_planted_profile(bank, fitte
     assert len({n["zh"] for n in names.values()}) == len(names)
     assert all(n["zh"].endswith("客群") and n["en"][0].isupper() for n in names.values())
     expect = {
-        "senior_counter": ("senior", "中老年"),
-        "young_digital": ("digital", "数字化"),
+        "senior_cash": ("senior", "中老年"),
+        "young_spender": ("young", "年轻"),
         "affluent_investor": ("affluent", "高净值"),
-        "payroll": ("payroll", "代发"),
-        "borrower": ("borrowers", "信贷依赖"),
+        "bill_payer": ("bill-paying", "缴费"),
+        "business": ("transfer-heavy", "转账"),
     }
     for group, (en, zh) in expect.items():
         name = names[majority_id(ids, truth, group)]
@@ -163,13 +147,14 @@ def test_profile_sizes_shares_and_what_sets_each_persona_apart(bank, fitted):
     ids = fitted.predict(X)
     assert profile["size"].sum() == len(X)
     assert profile["share"].sum() == pytest.approx(1.0)
-    senior = majority_id(ids, truth, "senior_counter")
+    senior = majority_id(ids, truth, "senior_cash")
     assert profile.loc[senior, "mean_cust_age"] == pytest.approx(X.loc[ids == senior, "cust_age"].mean())
     assert profile.loc[senior, "z_cust_age"] > 1
-    assert profile.loc[senior, "z_txn_channel_share_mobile"] < -1
-    borrower = majority_id(ids, truth, "borrower")
-    top = profile.loc[borrower, ["top_1", "top_2", "top_3"]].tolist()
-    assert {"bal_loan_adb_3m", "txn_category_share_loan_repayment"} <= set(top)
+    assert profile.loc[senior, "z_txn_channel_share_atm"] > 1
+    business = majority_id(ids, truth, "business")
+    top = profile.loc[business, ["top_1", "top_2", "top_3"]].tolist()
+    assert "txn_category_share_transfer" in top
+    assert "z_bal_aum_trend_3m" not in profile.columns  # a column the model was not configured to use
 
 
 def test_colliding_names_get_a_qualifier_or_a_number():
@@ -190,9 +175,24 @@ def test_colliding_names_get_a_qualifier_or_a_number():
     assert names[9].en == "Senior customers (2)" and names[9].zh == "中老年客群（2）"  # nothing left but a number
 
 
+def test_a_vetoed_word_is_left_out_of_the_name():
+    rules = parse_naming_rules({"vocabulary": [
+        {"feature": "balance", "direction": "low", "en": "low-balance", "zh": "低资产"},
+        {"feature": "deposit_share", "direction": "low", "en": "investors", "zh": "投资理财", "kind": "noun",
+         "unless": [{"feature": "balance", "direction": "low"}]},
+    ]})
+    z = pd.DataFrame({"balance": [1.5, -1.5], "deposit_share": [-1.5, -1.5]}, index=[1, 2])
+    names = name_personas(z, rules)
+    assert names[1].en == "Investors" and names[1].zh == "投资理财客群"
+    assert names[2].en == "Low-balance customers" and names[2].zh == "低资产客群"  # empty accounts invest nothing
+
+
 def test_naming_rules_refuse_a_bad_vocabulary():
     with pytest.raises(ValueError, match="needs both `en` and `zh`"):
         parse_naming_rules({"vocabulary": [{"feature": "cust_age", "direction": "high", "en": "senior"}]})
+    with pytest.raises(ValueError, match="`unless` needs a feature and a direction"):
+        parse_naming_rules({"vocabulary": [{"feature": "cust_age", "direction": "high", "en": "senior", "zh": "中老年",
+                                            "unless": [{"feature": "cust_age", "direction": "up"}]}]})
     with pytest.raises(ValueError, match="listed more than once"):
         entry = {"feature": "cust_age", "direction": "high", "en": "senior", "zh": "中老年"}
         parse_naming_rules({"vocabulary": [entry, entry]})
@@ -225,28 +225,28 @@ def test_ids_follow_the_previous_model_when_group_sizes_change(fitted):
     X, truth = planted_bank(2_500, seed=3, sizes=(0.05, 0.25, 0.20, 0.15, 0.35))
     retrained = make_model().fit(X, previous=fitted)
     assert (retrained.predict(X) == fitted.predict(X)).mean() >= 0.99
-    assert majority_id(retrained.predict(X), truth, "senior_counter") == 1
-    assert make_model().fit(X).predict(X)[truth == "senior_counter"][0] != 1  # what numbering by size gives
+    assert majority_id(retrained.predict(X), truth, "senior_cash") == 1
+    assert make_model().fit(X).predict(X)[truth == "senior_cash"][0] != 1  # what numbering by size gives
 
 
 def test_a_new_persona_gets_a_fresh_id_and_old_ones_keep_theirs():
     X, truth = planted_bank(2_500, seed=2)
-    without_seniors = truth != "senior_counter"  # the biggest group is the new one
+    without_seniors = truth != "senior_cash"  # the biggest group is the new one
     old = make_model(k_range=(4, 4)).fit(X[without_seniors])
     new = make_model(k_range=(5, 5)).fit(X, previous=old)
     old_ids, new_ids = old.predict(X), new.predict(X)
     for group in GROUPS[1:]:
         assert majority_id(new_ids, truth, group) == majority_id(old_ids, truth, group)
-    assert majority_id(new_ids, truth, "senior_counter") == old.max_id_issued_ + 1 == 5
+    assert majority_id(new_ids, truth, "senior_cash") == old.max_id_issued_ + 1 == 5
     assert new.max_id_issued_ == 5
     assert "senior" in new.names_[5]["en"].lower()
 
 
 def test_a_persona_that_drifted_keeps_its_id_but_not_a_name_that_no_longer_fits(fitted):
-    # the counter-banking savers are now young: same persona by everything else, but no longer "senior"
-    X, truth = planted_bank(2_500, seed=4, shift={"senior_counter": {"cust_age": 26}})
+    # the senior cash users are now young: same persona by everything else, but no longer "senior"
+    X, truth = planted_bank(2_500, seed=4, shift={"senior_cash": {"cust_age": 26}})
     retrained = make_model().fit(X, previous=fitted)
-    savers = majority_id(retrained.predict(X), truth, "senior_counter")
+    savers = majority_id(retrained.predict(X), truth, "senior_cash")
     assert savers == 1
     assert "senior" in fitted.names_[1]["en"].lower()
     assert "senior" not in retrained.names_[1]["en"].lower() and "中老年" not in retrained.names_[1]["zh"]
@@ -254,7 +254,7 @@ def test_a_persona_that_drifted_keeps_its_id_but_not_a_name_that_no_longer_fits(
     # with a distance gate, the drifted persona is treated as new instead
     gated = make_model(max_match_distance=2.0).fit(X, previous=fitted)
     matching = gated.id_matching_.set_index("persona_id")
-    assert majority_id(gated.predict(X), truth, "senior_counter") == 6
+    assert majority_id(gated.predict(X), truth, "senior_cash") == 6
     assert matching["previous_id"].isna().sum() == 1
     assert (matching["distance"].dropna() <= 2.0).all()
 
@@ -275,10 +275,10 @@ def test_missing_values_are_imputed_with_stored_medians(bank):
     X, truth = bank
     rng = np.random.default_rng(4)
     holes = X.copy()
-    for feature in ("cust_age", "bal_aum_adb_3m", "txn_channel_share_mobile"):
+    for feature in ("cust_age", "bal_aum_adb_12m", "txn_channel_share_atm"):
         holes[feature] = holes[feature].mask(rng.random(len(X)) < 0.1)
-    holes["txn_salary_months_12m"] = holes["txn_salary_months_12m"].astype("Float64")
-    holes.loc[holes.index[:50], "txn_salary_months_12m"] = pd.NA
+    holes["txn_count_12m"] = holes["txn_count_12m"].astype("Float64")
+    holes.loc[holes.index[:50], "txn_count_12m"] = pd.NA
     before = holes.copy()
     model = make_model().fit(holes)
     pd.testing.assert_frame_equal(holes, before)  # the input frame is not touched
@@ -315,8 +315,8 @@ def test_bad_input_is_refused_with_a_named_problem(bank, fitted):
         fitted.predict(X.drop(columns="cust_age"))
     with pytest.raises(ValueError, match=r"must be numeric.*cust_age"):
         fitted.predict(X.assign(cust_age=X["cust_age"].astype(str)))
-    with pytest.raises(ValueError, match=r"infinite values in feature columns \['bal_aum_trend_3m'\], first at rows \[4\]"):
-        fitted.predict(X.assign(bal_aum_trend_3m=X["bal_aum_trend_3m"].where(X.index != 4, np.inf)))
+    with pytest.raises(ValueError, match=r"infinite values in feature columns \['txn_outflow_12m'\], first at rows \[4\]"):
+        fitted.predict(X.assign(txn_outflow_12m=X["txn_outflow_12m"].where(X.index != 4, np.inf)))
     with pytest.raises(ValueError, match="criterion 'bic' needs algorithm 'gmm'"):
         make_model(criterion="bic").fit(X)
     with pytest.raises(ValueError, match="log_features not among features"):
@@ -346,17 +346,17 @@ def test_the_model_config_builds_an_estimator_and_its_vocabulary_parses():
     rules = parse_naming_rules(NAMING)
     by_key = {(t.feature, t.direction): t for t in rules.vocabulary}
     assert (by_key["cust_age", "high"].en, by_key["cust_age", "high"].zh) == ("senior", "中老年")
-    assert not {t.feature for t in rules.vocabulary} - set(FEATURES), "vocabulary words for unused features"
+    used = {t.feature for t in rules.vocabulary} | {f for t in rules.vocabulary for f, _ in t.unless}
+    assert not used - set(FEATURES), "vocabulary words for unused features"
     assert set(LOG_FEATURES) <= set(FEATURES)
 
 
 @pytest.mark.slow
-def test_fit_on_50k_customers_with_k_search_stays_within_a_minute():
+def test_the_configured_k_search_finds_the_groups_in_a_big_bank():
+    # the configured settings (sample size, silhouette sub-sample, restarts) on 50k customers; how long the fit
+    # takes is measured by benchmarks/personas.py, not here
     X, truth = planted_bank(50_000, seed=7)
     params = {k: v for k, v in PERSONA_CONFIG.items() if k not in ("name", "kind", "registered_name", "k_range")}
-    start = time.perf_counter()
     model = PersonaModel(**params, k_range=(4, 10)).fit(X)
-    elapsed = time.perf_counter() - start
     assert model.k_ == len(GROUPS)
     assert persona_recovery_ari(model.predict(X), truth) > 0.95
-    assert elapsed < 90, f"fit took {elapsed:.1f} s"  # goal 60 s; headroom for a shared 2-core machine

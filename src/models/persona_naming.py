@@ -11,7 +11,8 @@ the population's, see :class:`bankseg.models.personas.PersonaModel`):
 - Chinese: the same adjectives, the noun, then ``zh_suffix``: "年轻数字化消费客群".
 
 Only terms with ``|z| >= min_abs_z`` count (a term may set its own bar: words like "dormant" describe an
-absolute state, so they should need a larger gap than "senior"). A persona with none gets the ``fallback`` name. Names are unique in
+absolute state, so they should need a larger gap than "senior"), and ``unless`` lists (feature, direction) pairs
+that veto it ("investors" unless the balance is low). A persona with none gets the ``fallback`` name. Names are unique in
 both languages: a persona whose name is taken (bigger personas choose first) adds its next adjective as a
 qualifier, and failing that a number, "(2)", "(3)", ... Names in ``overrides`` ({persona_id: {en, zh}}) replace
 the generated ones.
@@ -39,6 +40,9 @@ class Term:
     zh: str
     kind: str = "adjective"
     min_abs_z: float | None = None  # a stricter (or looser) bar than the rules' own for this term
+    # (feature, direction) pairs that veto the term when the persona also matches them at the rules' own bar:
+    # a persona with little money and no deposits is not an "investor" however low its deposit share
+    unless: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,14 @@ def parse_naming_rules(config: Mapping | None) -> NamingRules:
             zh=str(item.get("zh", "") or ""),
             kind=str(item.get("kind", "adjective")),
             min_abs_z=None if item.get("min_abs_z") is None else float(item["min_abs_z"]),
+            unless=tuple(
+                (str(veto.get("feature", "")), str(veto.get("direction", ""))) for veto in item.get("unless") or ()
+            ),
         )
+        bad_vetoes = [veto for veto in term.unless if not veto[0] or veto[1] not in DIRECTIONS]
+        if bad_vetoes:
+            problems.append(f"entry {i} ({term.feature} {term.direction}): `unless` needs a feature and a "
+                            f"direction in {DIRECTIONS} per entry, got {list(bad_vetoes)}")
         if not term.feature or term.direction not in DIRECTIONS or term.kind not in KINDS:
             problems.append(f"entry {i} {dict(item)}: needs a feature, direction in {DIRECTIONS}, kind in {KINDS}")
         elif not term.en or not term.zh:
@@ -135,15 +146,21 @@ def matching_terms(z: pd.Series, rules: NamingRules) -> list[Term]:
     """The vocabulary terms a persona's z-scores support, strongest first; one term per phrase.
 
     ``z`` is indexed by feature name. Features absent from ``z`` or with a NaN z-score never match. A term
-    matches when its signed z reaches its own ``min_abs_z`` if set, else the rules' ``min_abs_z``.
+    matches when its signed z reaches its own ``min_abs_z`` if set, else the rules' ``min_abs_z``, and none of
+    its ``unless`` pairs reaches the rules' ``min_abs_z``.
     """
+
+    def signed_z(feature: str, direction: str) -> float:
+        value = z.get(feature, np.nan)
+        return (value if direction == "high" else -value) if np.isfinite(value) else np.nan
+
     scored = []
     for position, term in enumerate(rules.vocabulary):
-        value = z.get(term.feature, np.nan)
-        if not np.isfinite(value):
+        signed = signed_z(term.feature, term.direction)
+        if not np.isfinite(signed):
             continue
-        signed = value if term.direction == "high" else -value
-        if signed >= (rules.min_abs_z if term.min_abs_z is None else term.min_abs_z):
+        vetoed = any(signed_z(*veto) >= rules.min_abs_z for veto in term.unless)
+        if signed >= (rules.min_abs_z if term.min_abs_z is None else term.min_abs_z) and not vetoed:
             scored.append((-signed, position, term))
     scored.sort(key=lambda item: item[:2])
     seen_en, seen_zh, terms = set(), set(), []
