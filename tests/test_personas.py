@@ -193,6 +193,9 @@ def test_naming_rules_refuse_a_bad_vocabulary():
     with pytest.raises(ValueError, match="`unless` needs a feature and a direction"):
         parse_naming_rules({"vocabulary": [{"feature": "cust_age", "direction": "high", "en": "senior", "zh": "中老年",
                                             "unless": [{"feature": "cust_age", "direction": "up"}]}]})
+    with pytest.raises(ValueError, match="`unless` needs a feature and a direction"):
+        parse_naming_rules({"vocabulary": [{"feature": "cust_age", "direction": "high", "en": "senior", "zh": "中老年",
+                                            "unless": ["cust_age"]}]})
     with pytest.raises(ValueError, match="listed more than once"):
         entry = {"feature": "cust_age", "direction": "high", "en": "senior", "zh": "中老年"}
         parse_naming_rules({"vocabulary": [entry, entry]})

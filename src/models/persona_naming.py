@@ -94,9 +94,7 @@ def parse_naming_rules(config: Mapping | None) -> NamingRules:
             zh=str(item.get("zh", "") or ""),
             kind=str(item.get("kind", "adjective")),
             min_abs_z=None if item.get("min_abs_z") is None else float(item["min_abs_z"]),
-            unless=tuple(
-                (str(veto.get("feature", "")), str(veto.get("direction", ""))) for veto in item.get("unless") or ()
-            ),
+            unless=_vetoes(item.get("unless")),
         )
         bad_vetoes = [veto for veto in term.unless if not veto[0] or veto[1] not in DIRECTIONS]
         if bad_vetoes:
@@ -139,6 +137,21 @@ def parse_naming_rules(config: Mapping | None) -> NamingRules:
         fallback_en=str(fallback.get("en", "Mainstream customers")),
         fallback_zh=str(fallback.get("zh", "大众主流客群")),
         overrides=overrides,
+    )
+
+
+def _vetoes(entries) -> tuple[tuple[str, str], ...]:
+    """A vocabulary entry's ``unless`` list ({feature, direction} mappings; one mapping alone is accepted) as pairs.
+
+    An entry that is not a mapping becomes ``("", "")``, which :func:`parse_naming_rules` reports.
+    """
+    if entries is None:
+        return ()
+    if isinstance(entries, Mapping):
+        entries = [entries]
+    return tuple(
+        (str(e.get("feature", "") or ""), str(e.get("direction", "") or "")) if isinstance(e, Mapping) else ("", "")
+        for e in entries
     )
 
 
