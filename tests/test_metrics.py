@@ -55,8 +55,10 @@ def test_calibration_table_matches_sklearn_curve(
 def test_report_holds_the_standard_set_matching_sklearn(predictions: tuple[np.ndarray, np.ndarray]) -> None:
     y, p = predictions
     report = m.binary_classification_report(y, p)
-    assert set(report) == {"auc", "pr_auc", "gini", "ks", "lift_10", "capture_10", "brier", "base_rate", "n"}
+    assert set(report) == {"auc", "auc_low_95", "auc_high_95", "pr_auc", "gini", "ks", "lift_10", "capture_10",
+                           "brier", "base_rate", "n"}
     assert report["auc"] == pytest.approx(roc_auc_score(y, p))
+    assert (report["auc_low_95"], report["auc_high_95"]) == pytest.approx(m.roc_auc_ci(y, p)[2:4])
     assert report["pr_auc"] == pytest.approx(average_precision_score(y, p))
     assert report["brier"] == pytest.approx(brier_score_loss(y, p))
     assert report["base_rate"] == pytest.approx(y.mean())
@@ -65,6 +67,31 @@ def test_report_holds_the_standard_set_matching_sklearn(predictions: tuple[np.nd
 
 
 # ----------------------------------------------------------------------------------------- hand-computed
+def test_auc_interval_small_case_by_hand() -> None:
+    # Positives 0.9, 0.4; negatives 0.5, 0.1. 0.9 outranks both negatives, 0.4 only 0.1: V10 = [1, 0.5];
+    # 0.5 is outranked by one of two positives, 0.1 by both: V01 = [0.5, 1]. AUC 3/4,
+    # var = var([1, .5]) / 2 + var([.5, 1]) / 2 = 0.125 / 2 + 0.125 / 2 = 0.125.
+    ci = m.roc_auc_ci([1, 0, 1, 0], [0.9, 0.5, 0.4, 0.1], level=0.95)
+    assert ci.auc == pytest.approx(0.75)
+    assert ci.se == pytest.approx(math.sqrt(0.125))
+    assert ci.low == pytest.approx(0.75 - 1.959964 * math.sqrt(0.125), abs=1e-6)
+    assert ci.high == 1.0  # clipped
+
+
+def test_auc_interval_agrees_with_sklearn_and_the_bootstrap(predictions: tuple[np.ndarray, np.ndarray]) -> None:
+    y, p = predictions
+    ci = m.roc_auc_ci(y, p)
+    assert ci.auc == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    rng = np.random.default_rng(11)
+    boot = []
+    for _ in range(1_000):
+        rows = rng.integers(0, y.size, y.size)
+        boot.append(roc_auc_score(y[rows], p[rows]))
+    assert ci.se == pytest.approx(np.std(boot, ddof=1), rel=0.1)
+    assert ci.low < ci.auc < ci.high
+    assert m.roc_auc_ci(y, p, level=0.99).high > ci.high
+
+
 def test_ks_small_case_by_hand() -> None:
     # thresholds 0.9, 0.8, 0.7, 0.6: TPR-FPR = 1/3, 2/3, 2/3-1/3, 1-1/3 -> max 2/3
     y = [1, 1, 0, 1, 0, 0]

@@ -47,9 +47,11 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "oot")
 SPLIT_NAMES = {"train": "Training", "val": "Validation (early stopping)", "oot": "Out-of-time"}
 # Metrics shown first, in this order; any other logged metric of a split follows alphabetically.
-METRIC_ORDER = ("auc", "gini", "ks", "pr_auc", "lift_10", "capture_10", "brier", "base_rate", "n")
+METRIC_ORDER = ("auc", "auc_low_95", "auc_high_95", "gini", "ks", "pr_auc", "lift_10", "capture_10", "brier",
+                "base_rate", "n")
 METRIC_NAMES = {
-    "auc": "ROC AUC", "gini": "Gini", "ks": "KS", "pr_auc": "PR AUC (average precision)",
+    "auc": "ROC AUC", "auc_low_95": "ROC AUC, 95% interval low (DeLong)",
+    "auc_high_95": "ROC AUC, 95% interval high (DeLong)", "gini": "Gini", "ks": "KS", "pr_auc": "PR AUC (average precision)",
     "lift_10": "Lift in top 10%", "capture_10": "Share of positives in top 10%", "brier": "Brier score",
     "base_rate": "Positive rate", "n": "Labelled rows", "psi_score": "PSI of the score (train -> OOT)",
     "oracle_auc": "Oracle AUC (true hazards, simulated bank only)", "auc_vs_oracle": "AUC / oracle AUC",
