@@ -211,11 +211,8 @@ class PropensityModel(BaseEstimator):
         y_fit = y[idx_fit]
         params = self._booster_params(y_fit)
 
-        cat = self.categorical_features_ or "auto"
-        train_set = lgb.Dataset(X.iloc[idx_fit], label=y_fit, categorical_feature=cat, free_raw_data=True)
-        val_set = lgb.Dataset(
-            X.iloc[idx_val], label=y[idx_val], categorical_feature=cat, reference=train_set, free_raw_data=True
-        )
+        train_set = self._dataset(X.iloc[idx_fit], y_fit)
+        val_set = self._dataset(X.iloc[idx_val], y[idx_val], reference=train_set)
         evals: dict = {}
         all_callbacks = [
             lgb.early_stopping(self.early_stopping_rounds, first_metric_only=True, verbose=False),
@@ -274,7 +271,7 @@ class PropensityModel(BaseEstimator):
         folds = list(
             StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=self.random_state + 3).split(X, y)
         )
-        data = lgb.Dataset(X, label=y, categorical_feature=self.categorical_features_ or "auto", free_raw_data=True)
+        data = self._dataset(X, y)
         result = lgb.cv(
             params,
             data,
@@ -334,8 +331,12 @@ class PropensityModel(BaseEstimator):
 
     def _grow(self, params: dict, X: pd.DataFrame, y: np.ndarray, n_trees: int) -> lgb.Booster:
         """A booster of exactly ``n_trees`` trees grown on ``X``, ``y`` (no early stopping)."""
-        data = lgb.Dataset(X, label=y, categorical_feature=self.categorical_features_ or "auto", free_raw_data=True)
-        return lgb.train(params, data, num_boost_round=n_trees)
+        return lgb.train(params, self._dataset(X, y), num_boost_round=n_trees)
+
+    def _dataset(self, X: pd.DataFrame, y: np.ndarray, reference: lgb.Dataset | None = None) -> lgb.Dataset:
+        """A LightGBM dataset of ``X``, ``y`` with the learned categorical columns (binned like ``reference``)."""
+        return lgb.Dataset(X, label=y, categorical_feature=self.categorical_features_ or "auto",
+                           reference=reference, free_raw_data=True)
 
     def _cross_fitted_margins(self, params: dict, X: pd.DataFrame, y: np.ndarray) -> np.ndarray:
         """Out-of-fold raw margins of every row: ``calibration_cv`` stratified inner folds (seeded), each scored by
