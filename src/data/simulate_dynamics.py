@@ -2,10 +2,14 @@
 
 One Python loop over *months*; every step is vectorised over the part's customers. Per month:
 1. customers whose open date falls in the month join (first deposit, starter products);
-2. engagement: 1 for an active customer, lower in a false-alarm lull, declining in a churn warning phase;
-3. churn hazard from persona, lasting frailty, product count, recent complaints, AUM trend, tenure and noise;
-   an onset starts a warning phase (1-3 months, skipped for abrupt churners) then a drain (1-3 months) after
-   which the customer keeps a residual balance or closes every account;
+2. engagement: 1 for an active customer (less when dissatisfied), lower in a false-alarm lull, declining in a
+   churn warning phase;
+3. dissatisfaction: a latent, persistent level raised by triggers (a competitor's offer, a bad experience, a
+   move) and by complaints. It shows months before any onset, as in a real bank: fewer logins, more complaints,
+   money leaking to other banks, salary redirected elsewhere, time deposits closed to chase rates;
+   churn hazard from persona, dissatisfaction, lasting frailty, product count, recent complaints, AUM trend,
+   tenure and noise; an onset starts a warning phase (1-3 months, skipped for abrupt churners) then a drain
+   (1-3 months) after which the customer keeps a residual balance or closes every account;
 4. interactions (logins, branch visits, complaints, campaign contacts and responses);
 5. product closures and adoptions (hazard rising with AUM growth, engagement and campaign response);
 6. money flows (counts and totals per flow), the liquid (demand-deposit) balance, invested products, loans.
@@ -51,6 +55,10 @@ class MonthlyHistory:
     onset_month: np.ndarray  # per customer, -1 = none
     abrupt: np.ndarray  # per customer bool
     frailty: np.ndarray  # per customer
+    dissatisfaction: np.ndarray  # float32 latent dissatisfaction at the month's end
+    phase_left: np.ndarray  # int8 months left in the warning or drain phase entering the next month (0 = none)
+    target_wealth: np.ndarray  # float32 the wealth a customer's money reverts to (the latent driver of AUM)
+    salary_redirected: np.ndarray  # per customer bool: salary moved to another bank during the window
 
 
 def _poisson(rng: np.random.Generator, lam: np.ndarray) -> np.ndarray:
@@ -123,6 +131,9 @@ def run_months(
     upgrade_hist = np.full((m_total, n), np.nan, dtype=np.float32)
     state_hist = np.zeros((m_total, n), dtype=np.int8)
     eng_hist = np.zeros((m_total, n), dtype=np.float32)
+    dis_hist = np.zeros((m_total, n), dtype=np.float32)
+    phase_left_hist = np.zeros((m_total, n), dtype=np.int8)
+    target_hist = np.zeros((m_total, n), dtype=np.float32)
     aum_hist = np.zeros((m_total, n))
     spells = _Spells()
 
@@ -158,6 +169,11 @@ def run_months(
     lull_eng = np.ones(n)
     # Lasting propensity to leave: a mean-one lognormal multiplier, so persona hazards keep their meaning.
     frailty = rng.normal(-0.5 * churn["frailty_sd"] ** 2, churn["frailty_sd"], n)
+    dis_cfg = churn["dissatisfaction"]
+    dissatisfaction = np.zeros(n)
+    grievance = np.zeros(n)
+    redirected = np.zeros(n, dtype=bool)
+    responded_ago = np.full(n, 99, dtype=np.int64)  # months since the last campaign response
     complaints_recent = np.zeros((n, 3), dtype=np.int32)
     pf = np.asarray(churn["product_factor"], dtype=float)
     w_eng = np.asarray(churn["warning_engagement"], dtype=float)
@@ -262,9 +278,21 @@ def run_months(
         aum_back = aum_hist[t - 4] if t >= 4 else (aum_hist[0] if t >= 1 else aum_prev)
         trend = np.log((aum_prev + 1000.0) / (aum_back + 1000.0))
         tenure_m = t - pop.join_month
+        # Dissatisfaction builds up over months from a grievance (a trigger: a competitor's offer, a bad
+        # experience, a move; or last month's complaint), persists and fades. The hazard answers last month's
+        # level, whose signs an observer at the month's start has already seen.
+        dis_before = dissatisfaction
+        trigger = act & (rng.random(n) < dis_cfg["trigger_prob"])
+        grievance = (
+            dis_cfg["grievance_persistence"] * grievance
+            + np.where(trigger, rng.exponential(dis_cfg["trigger_size"], n), 0.0)
+            + dis_cfg["complaint_size"] * (complaints_recent[:, 0] > 0)
+        )
+        dissatisfaction = dis_cfg["persistence"] * dissatisfaction + (1.0 - dis_cfg["persistence"]) * grievance
+        dissatisfaction = np.where(alive, np.minimum(dissatisfaction, dis_cfg["max"]), 0.0)
         h = (
             pop.blended["churn_hazard"][t]
-            * np.exp(frailty + rng.normal(0.0, churn["monthly_noise_sd"], n))
+            * np.exp(frailty + dis_cfg["hazard_beta"] * dis_before + rng.normal(0.0, churn["monthly_noise_sd"], n))
             * prod_factor
             * np.where(complaints_recent.sum(axis=1) > 0, churn["complaint_factor"], 1.0)
             * np.exp(-churn["trend_beta"] * np.minimum(trend, 0.0))
@@ -288,7 +316,7 @@ def run_months(
         in_lull &= ~onset
 
         eng = np.zeros(n)
-        eng[state == ACTIVE] = 1.0
+        eng[state == ACTIVE] = 1.0 / (1.0 + dis_cfg["engagement_beta"] * dissatisfaction[state == ACTIVE])
         eng = np.where(in_lull, lull_eng, eng)
         warn = state == WARNING
         eng[warn] = w_eng[np.minimum(phase_k[warn], w_eng.size - 1)]
@@ -302,10 +330,12 @@ def run_months(
         # --- 4. interactions
         b = pop.blended
         mb = held[:, P_IDX["mobile_banking"]]
-        inter["app_login"][t] = _poisson(rng, b["logins_per_month"][t] * eng * mb * (0.3 + pop.digital))
+        fed_up = np.exp(-dis_cfg["login_beta"] * dissatisfaction)  # a dissatisfied customer opens the app less
+        inter["app_login"][t] = _poisson(rng, b["logins_per_month"][t] * eng * fed_up * mb * (0.3 + pop.digital))
         bv_factor = 1.0 - (1.0 - interactions["branch_visit_digital_factor"]) * pop.digital
         inter["branch_visit"][t] = _poisson(rng, b["branch_visits_per_month"][t] * np.maximum(eng, 0.2 * alive) * bv_factor)
         c_rate = b["complaint_rate"][t] * np.where(warn | (state == DRAINING), churn["complaint_boost"], 1.0)
+        c_rate = c_rate * np.exp(dis_cfg["complaint_beta"] * dissatisfaction)
         complaints = _poisson(rng, c_rate * alive)
         inter["complaint"][t] = complaints
         complaints_recent = np.roll(complaints_recent, 1, axis=1)
@@ -316,21 +346,34 @@ def run_months(
         responded = contacted & (rng.random(n) < campaigns["response_rate"] * eng * (0.5 + pop.digital))
         inter["campaign_contact"][t] = contacted
         inter["campaign_response"][t] = responded
+        responded_ago = np.where(responded, 0, responded_ago + 1)
 
         # --- 5. closures and adoptions (active customers); churners close their payroll and investments
-        close = act[:, None] & held & (rng.random((n, n_prod)) < closure[None, :])
+        close_h = np.broadcast_to(closure[None, :], (n, n_prod)).copy()
+        td = P_IDX["time_deposit"]
+        close_h[:, td] *= 1.0 + dis_cfg["time_deposit_closure_beta"] * dissatisfaction  # chasing a better rate
+        close = act[:, None] & held & (rng.random((n, n_prod)) < close_h)
         close[:, loan_idx] |= held[:, loan_idx] & (loan_left <= 0)
         close[:, dd] = False
-        close[:, P_IDX["payroll"]] = False
+        # A dissatisfied payroll customer asks the employer to pay the salary into another bank.
+        pr = P_IDX["payroll"]
+        redirect = (
+            act & held[:, pr] & (dissatisfaction >= dis_cfg["salary_redirect_threshold"])
+            & (rng.random(n) < dis_cfg["salary_redirect_prob"])
+        )
+        close[:, pr] = redirect
+        redirected |= redirect
         drain_close = np.zeros_like(close)
         drain_close[:, inv_idx] = drain_first[:, None] & held[:, inv_idx]
         drain_close[:, P_IDX["payroll"]] = drain_first & held[:, P_IDX["payroll"]]
         close |= drain_close
         growth = np.clip(trend, -1.0, 1.0)
+        # A response lifts adoption in its month and, fading, in the next ones (the customer decides in weeks).
+        lift = 1.0 + (campaigns["response_lift"] - 1.0) * campaigns["response_fade"] ** responded_ago
         mult = (
             np.exp(adoption["growth_beta"] * growth)
             * np.exp(adoption["engagement_beta"] * (eng - 1.0))
-            * np.where(responded, campaigns["response_lift"], 1.0)
+            * np.where(responded_ago < campaigns["response_months"], lift, 1.0)
         )
         a_h = np.minimum(pop.adoption[t] * mult[:, None], 0.9)
         a_h = np.where(act[:, None] & ~held[:, adopt_idx], a_h, 0.0)
@@ -374,7 +417,8 @@ def run_months(
 
         earning = (state == ACTIVE) | (state == WARNING)
         income = pop.income * earning
-        primary = b["primary_share"][t]
+        # Once the salary goes elsewhere, so does most of the customer's banking.
+        primary = b["primary_share"][t] * np.where(redirected, dis_cfg["redirected_primary_share"], 1.0)
         payroll = held[:, P_IDX["payroll"]] & earning
         sal = np.where(payroll, income * rng.uniform(0.97, 1.03, n), 0.0)
         if moy == population["bonus_month"] - 1:
@@ -505,6 +549,10 @@ def run_months(
         top = np.maximum(x, 0.0)
         churn_out = np.zeros(n)
         churn_out = np.where(warn, rng.uniform(*churn["warning_outflow_share"], n) * np.maximum(liquid_pre, 0.0), churn_out)
+        # A dissatisfied customer already moves part of the money to another bank, before deciding to leave.
+        leak = dis_cfg["leak_share"] * (1.0 - np.exp(-dissatisfaction)) * rng.uniform(0.5, 1.5, n)
+        churn_out = np.where((state == ACTIVE) & ~in_lull, leak * np.maximum(liquid_pre, 0.0), churn_out)
+        churn_out = np.where(np.abs(churn_out) >= balances["min_transfer"], churn_out, 0.0)
         drain = state == DRAINING
         keep = drain_from * (residual_share + (1.0 - residual_share) * (1.0 - (phase_k + 1) / drain_len))
         keep = np.maximum(keep, 0.0)
@@ -553,15 +601,27 @@ def run_months(
         ba[not_yet] = 0.0
         liquid = np.where(alive, np.maximum(liquid_new, 0.0), 0.0)
         aum_hist[t] = liquid + inv_bal.sum(axis=1)
+        dis_hist[t] = dissatisfaction
+        target_hist[t] = target
 
         # --- phase transitions at month end
         lull_left = np.maximum(lull_left - 1, 0)
         phase_k = np.where((state == WARNING) | (state == DRAINING), phase_k + 1, phase_k)
+        # Some customers in a warning phase change their mind (a better offer here, the grievance fades).
+        recover = (state == WARNING) & (rng.random(n) < churn["warning_recover_prob"])
+        state = np.where(recover, ACTIVE, state).astype(np.int8)
+        onset_month = np.where(recover, -1, onset_month)
+        dissatisfaction = np.where(recover, 0.5 * dissatisfaction, dissatisfaction)
+        grievance = np.where(recover, 0.0, grievance)
+        phase_k = np.where(recover, 0, phase_k)
         to_drain = (state == WARNING) & (phase_k >= warn_len)
         state = np.where(to_drain, DRAINING, state).astype(np.int8)
         phase_k = np.where(to_drain, 0, phase_k)
         done = (state == DRAINING) & (phase_k >= drain_len) & ~to_drain
         state = np.where(done & closing, CLOSED, np.where(done, RESIDUAL, state)).astype(np.int8)
+        in_phase = (state == WARNING) | (state == DRAINING)
+        left = np.where(state == WARNING, warn_len - phase_k, drain_len - phase_k)
+        phase_left_hist[t] = np.where(in_phase, np.clip(left, 0, 127), 0)
         # Closing customers close every product at month end.
         ci, cj = np.nonzero(closing[:, None] & held)
         end_ms = np.full(ci.size, t_ms + (days - 1) * ms_day)
@@ -592,4 +652,8 @@ def run_months(
         onset_month=onset_month,
         abrupt=abrupt,
         frailty=frailty,
+        dissatisfaction=dis_hist,
+        phase_left=phase_left_hist,
+        target_wealth=target_hist,
+        salary_redirected=redirected,
     )

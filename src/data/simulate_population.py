@@ -140,9 +140,17 @@ def draw_population(
         raise ValueError(f"persona shares must be >= 0 and sum > 0, got {dict(zip(PERSONAS, share, strict=True))}")
     share = share / share.sum()
     persona = rng.choice(k, size=n, p=share)
-    # The second persona: any other one, equally likely.
-    second = rng.integers(0, k - 1, size=n)
-    second = second + (second >= persona)
+    # The second persona: any other one that blends (``blend_partner``, default true), equally likely.
+    # Dormant accounts are not a habit an active customer half-has: they blend into no one.
+    partner = np.array([bool(personas[p].get("blend_partner", True)) for p in PERSONAS])
+    if partner.sum() < 2:
+        raise ValueError("at least two personas must have blend_partner: true")
+    candidates = np.array([[q for q in np.flatnonzero(partner) if q != i] for i in range(k)], dtype=object)
+    n_candidates = np.array([len(c) for c in candidates])
+    table = np.full((k, int(n_candidates.max())), -1, dtype=np.int64)
+    for i, c in enumerate(candidates):
+        table[i, : len(c)] = c
+    second = table[persona, (rng.random(n) * n_candidates[persona]).astype(np.int64)]
     a, b = population["main_weight_alpha"]
     # A persona may hold its members closer (dormant accounts barely take on another persona's habits).
     floor = np.array([float(personas[p].get("min_main_weight", population["min_main_weight"])) for p in PERSONAS])

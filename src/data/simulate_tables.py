@@ -195,6 +195,7 @@ def build_ground_truth(ids: np.ndarray, pop: Population, hist: MonthlyHistory, c
             "churn_onset_month": _ms_nullable(onset),
             "churn_abrupt": hist.abrupt,
             "churn_frailty": hist.frailty,
+            "salary_redirected": hist.salary_redirected,
         }
     )
 
@@ -204,7 +205,9 @@ def build_ground_truth_monthly(ids: np.ndarray, pop: Population, hist: MonthlyHi
 
     churn_hazard is the month's churn-onset hazard (missing once a customer has left); churning is True from the
     onset month on; state is the customer's churn-process state; upgrade_hazard the probability of opening a
-    higher-value product that month (missing unless active).
+    higher-value product that month (missing unless active); dissatisfaction the latent driver of churn at the
+    month's end; phase_months_left the months left in a warning or drain phase entering the next month;
+    target_wealth the wealth the customer's money reverts to.
     """
     ci, mi = np.nonzero(hist.state.T >= ACTIVE)
     return pd.DataFrame(
@@ -217,5 +220,8 @@ def build_ground_truth_monthly(ids: np.ndarray, pop: Population, hist: MonthlyHi
             "upgrade_hazard": hist.upgrade_hazard[mi, ci].astype(np.float64),
             "engagement": hist.engagement[mi, ci].astype(np.float64),
             "persona_weight": pop.weight[ci, mi],
+            "dissatisfaction": hist.dissatisfaction[mi, ci].astype(np.float64),
+            "phase_months_left": hist.phase_left[mi, ci].astype(np.int64),
+            "target_wealth": hist.target_wealth[mi, ci].astype(np.float64),
         }
     )
