@@ -86,8 +86,76 @@ def test_upgrade_opens_a_higher_value_product_within_three_months():
 def test_labels_are_missing_when_the_data_does_not_cover_the_future():
     late = labels(pd.Timestamp("2024-11-01"))  # data ends with December 2024
     assert late[list(LABEL_COLUMNS)].isna().all().all()
-    covered = labels(pd.Timestamp("2024-10-01"))  # 3 months fit (Oct-Dec), 6 do not
-    assert covered["label_churn"].notna().any() and covered["label_conversion"].isna().all()
+    covered = labels(pd.Timestamp("2024-08-01"))  # upgrade's 3 months fit (Aug-Oct); churn's 3 + 3 do not
+    assert covered["label_upgrade"].notna().any()
+    assert covered["label_churn"].isna().all() and covered["label_conversion"].isna().all()
+
+
+def churn_of(rows: list[tuple], as_of=AS_OF, **overrides) -> float:
+    """label_churn of customer 9 whose demand-deposit balances are ``rows`` (and who holds the account)."""
+    balances = pd.DataFrame(rows, columns=["customer_id", "month", "product", "avg_daily_balance", "month_end_balance"])
+    holdings = pd.DataFrame({"customer_id": [9], "product": ["demand_deposit"],
+                             "opened": pd.to_datetime(["2020-01-01"]), "closed": pd.to_datetime([None])})
+    out = build_labels(balances, holdings, as_of, customer_ids=[9], data_end=data_end_of(balances),
+                       settings=LabelSettings(**overrides))
+    return float(out["label_churn"].iloc[0])
+
+
+def test_a_customer_already_draining_at_as_of_is_out_of_churn_scope():
+    # regression, issue 12: 69% of the old label's positives had started churning before as_of
+    steady = months("2024-01-01", "2024-12-01", 10_000)
+    assert churn_of(monthly(9, "demand_deposit", {**months("2024-01-01", "2024-06-01", 10_000),
+                                                   **months("2024-07-01", "2024-12-01", 500)})) == 1.0
+    # last month's ADB below half the T-6..T-4 mean: the drain has begun, the label would only read it
+    draining = {**steady, "2024-06-01": 4_000, **months("2024-07-01", "2024-12-01", 500)}
+    assert np.isnan(churn_of(monthly(9, "demand_deposit", draining)))
+    # month-end below 70% of the 3-month ADB: a drain's first month
+    rows = monthly(9, "demand_deposit", {**steady, **months("2024-07-01", "2024-12-01", 500)})
+    rows = [(c, m, p, adb, 6_000.0 if m == pd.Timestamp("2024-06-01") else end) for c, m, p, adb, end in rows]
+    assert np.isnan(churn_of(rows))
+    assert churn_of(rows, churn_month_end_share=0.5) == 1.0
+
+
+def test_a_dip_that_recovers_in_the_confirmation_window_is_not_churn():
+    dip = {**months("2024-01-01", "2024-06-01", 10_000), **months("2024-07-01", "2024-09-01", 1_000),
+           **months("2024-10-01", "2024-12-01", 9_000)}
+    assert churn_of(monthly(9, "demand_deposit", dip)) == 0.0
+    assert churn_of(monthly(9, "demand_deposit", dip), churn_confirm_months=0) == 1.0
+
+
+def test_one_churn_event_is_one_positive_across_training_dates():
+    from bankseg.features.labels import count_churn_events_once
+
+    dates = pd.to_datetime(["2024-01-01", "2024-04-01", "2024-07-01", "2024-10-01"])
+    frame = pd.DataFrame({
+        "customer_id": [1, 1, 1, 1, 2, 2],
+        "as_of": [dates[0], dates[1], dates[2], dates[3], dates[0], dates[1]],
+        "label_churn": [1.0, 1.0, 1.0, 1.0, 0.0, 1.0],
+    })
+    out = count_churn_events_once(frame, list(dates), LabelSettings())  # event window: 3 + 3 months
+    # customer 1: positive in January; April is inside that event's window; July starts a new one
+    np.testing.assert_array_equal(out, [1.0, np.nan, 1.0, np.nan, 0.0, 1.0])
+
+
+def test_conversion_scope_needs_both_the_average_and_the_month_end_below_target():
+    rows = monthly(9, "demand_deposit", months("2024-01-01", "2024-12-01", 40_000))
+    at_month_end = [(c, m, p, adb, 55_000.0 if m == pd.Timestamp("2024-06-01") else end)
+                    for c, m, p, adb, end in rows]
+    holdings = pd.DataFrame({"customer_id": [9], "product": ["demand_deposit"],
+                             "opened": pd.to_datetime(["2020-01-01"]), "closed": pd.to_datetime([None])})
+
+    def conversion(rows, **overrides):
+        balances = pd.DataFrame(rows, columns=["customer_id", "month", "product", "avg_daily_balance", "month_end_balance"])
+        out = build_labels(balances, holdings, AS_OF, customer_ids=[9], data_end=data_end_of(balances),
+                           settings=LabelSettings(**overrides))
+        return float(out["label_conversion"].iloc[0])
+
+    assert conversion(rows) == 0.0
+    assert np.isnan(conversion(at_month_end))  # already at the target by its month-end balance
+    # a new 20,000 loan lifts AUM + loans over 50,000, which is borrowing, not converting (unless configured)
+    loan = rows + monthly(9, "consumer_loan", months("2024-07-01", "2024-12-01", 20_000))
+    assert conversion(loan) == 0.0
+    assert conversion(loan, conversion_count_new_loans=True) == 1.0
 
 
 def test_out_of_time_as_of_must_follow_every_training_label_window():

@@ -5,12 +5,19 @@ the *future* starts at ``as_of``'s month when ``as_of`` is the first of a month,
 A label is NaN when the customer is out of its scope, or when the data does not cover its whole future
 window (``data_end`` = the first day after the last month the balances table covers).
 
-- churn: in scope when the past 3-month AUM ADB >= ``min_aum_adb``; 1 when the future 3-month AUM ADB is
-  at most ``(1 - drop_share)`` of the past one, or when every product held at as_of is closed by the
-  horizon's end and none is held then.
-- conversion: in scope when the tier value (3-month AUM ADB + ``loan_share`` x 3-month loan ADB, averaged
-  over the months of history like ``bal_aum_adb_3m``) is below ``target_value`` at as_of; 1 when the
-  tier value as of the end of any of the next ``horizon_months`` months reaches it.
+- churn (an early warning: it must predict, not read off, the drain):
+  in scope when the past 3-month AUM ADB >= ``min_aum_adb`` and the customer is *not already draining or gone*
+  at as_of: out of scope when the last month's AUM ADB is below ``draining_share`` of the mean over months
+  T-6..T-4, or the last month-end AUM is below ``month_end_share`` of the past 3-month ADB, or nothing is held.
+  1 when the future ``horizon_months`` AUM ADB is at most ``(1 - drop_share)`` of the past one *and* stays that
+  low over the ``confirm_months`` after (so a seasonal dip is not churn), or when every account, the demand
+  deposit included, is closed by the horizon's end. In a training frame one churn event is one positive: a
+  customer positive at a training as_of is out of scope at the later training dates inside that event's window.
+- conversion: in scope when the customer is below the target at as_of by both the tier value (3-month AUM
+  ADB + ``loan_share`` x 3-month loan ADB, averaged over the months of history like ``bal_aum_adb_3m``) and the
+  last month-end balance (AUM + ``loan_share`` x loans); 1 when the tier value as of the end of any of the next
+  ``horizon_months`` months reaches it. New loans count toward it only with ``count_new_loans`` (default no:
+  loans count up to their as_of level, so borrowing is not converting).
 - upgrade: 1 when the customer opens, in ``[as_of, as_of + horizon)``, one of ``products`` not held at
   as_of; NaN for customers already holding all of them.
 """
@@ -30,6 +37,7 @@ from bankseg.features.holdings import HOLDING_COLUMNS
 
 LABEL_COLUMNS = ("label_churn", "label_conversion", "label_upgrade")
 TIER_MONTHS = 3
+DRAIN_LOOKBACK = 6  # months before as_of the churn scope looks back at (T-6..T-4 against T-1)
 
 
 @dataclass(frozen=True)
@@ -38,10 +46,14 @@ class LabelSettings:
 
     churn_horizon_months: int = 3
     churn_drop_share: float = 0.7
-    churn_min_aum_adb: float = 1000.0
+    churn_min_aum_adb: float = 5000.0
+    churn_confirm_months: int = 3
+    churn_draining_share: float = 0.5
+    churn_month_end_share: float = 0.7
     conversion_horizon_months: int = 6
     conversion_target_value: float = 50_000.0
     conversion_loan_share: float = 1.0
+    conversion_count_new_loans: bool = False
     upgrade_horizon_months: int = 3
     upgrade_products: tuple[str, ...] = (
         "wealth_management", "fund", "insurance", "precious_metal", "private_banking",
@@ -55,6 +67,11 @@ class LabelSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.churn_drop_share <= 1:
             raise ValueError(f"churn_drop_share must be in (0, 1], got {self.churn_drop_share}")
+        if int(self.churn_confirm_months) < 0:
+            raise ValueError(f"churn_confirm_months must be >= 0, got {self.churn_confirm_months}")
+        for name in ("churn_draining_share", "churn_month_end_share"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         unknown = [p for p in (*self.upgrade_products, *self.aum_products, *self.loan_products) if p not in PRODUCTS]
         if unknown:
             raise ValueError(f"unknown products in label settings: {unknown}")
@@ -62,8 +79,13 @@ class LabelSettings:
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @property
+    def churn_window_months(self) -> int:
+        """Months after as_of a churn label looks at: the horizon and its confirmation."""
+        return self.churn_horizon_months + self.churn_confirm_months
+
+    @property
     def longest_horizon_months(self) -> int:
-        return max(self.churn_horizon_months, self.conversion_horizon_months, self.upgrade_horizon_months)
+        return max(self.churn_window_months, self.conversion_horizon_months, self.upgrade_horizon_months)
 
 
 def future_start(as_of: pd.Timestamp) -> pd.Timestamp:
@@ -86,13 +108,14 @@ def data_end_of(balances: pd.DataFrame) -> pd.Timestamp:
 
 
 def _monthly_totals(
-    balances: pd.DataFrame, codes: np.ndarray, n: int, first_month: int, n_months: int, positions: np.ndarray
+    balances: pd.DataFrame, codes: np.ndarray, n: int, first_month: int, n_months: int, positions: np.ndarray,
+    column: str = "avg_daily_balance",
 ) -> np.ndarray:
     month = k.month_number(k.datetime_values(balances["month"], "balances.month"))
     rel = month - first_month
     product = k.category_codes(balances["product"], PRODUCTS, "balances.product").astype(np.int64)
     sel = (codes >= 0) & (rel >= 0) & (rel < n_months) & np.isin(product, positions)
-    adb = balances["avg_daily_balance"].to_numpy(dtype=np.float64)
+    adb = balances[column].to_numpy(dtype=np.float64)
     cell = codes[sel] * n_months + rel[sel]
     return k.grouped_sum(cell, n * n_months, adb[sel]).reshape(n, n_months)
 
@@ -122,13 +145,16 @@ def build_labels(
     aum_pos = np.array([PRODUCTS.index(p) for p in settings.aum_products])
     loan_pos = np.array([PRODUCTS.index(p) for p in settings.loan_products])
 
-    # Monthly totals from TIER_MONTHS before as_of's month to the end of the longest balance horizon.
-    horizon = max(settings.churn_horizon_months, settings.conversion_horizon_months)
-    first = as_of_month - TIER_MONTHS
+    # Monthly totals from DRAIN_LOOKBACK months before as_of's month to the end of the longest balance window.
+    horizon = max(settings.churn_window_months, settings.conversion_horizon_months)
+    first = as_of_month - DRAIN_LOOKBACK
     n_months = start_month + horizon - first
     bal_codes = k.customer_codes(balances["customer_id"].to_numpy(dtype=np.int64), ids)
     aum = _monthly_totals(balances, bal_codes, n, first, n_months, aum_pos)
     loan = _monthly_totals(balances, bal_codes, n, first, n_months, loan_pos)
+    last = as_of_month - 1 - first  # index of the last complete month before as_of
+    aum_end = _monthly_totals(balances, bal_codes, n, last + first, 1, aum_pos, "month_end_balance")[:, 0]
+    loan_end = _monthly_totals(balances, bal_codes, n, last + first, 1, loan_pos, "month_end_balance")[:, 0]
     month_num = k.month_number(k.datetime_values(balances["month"], "balances.month"))
     history_start = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
     seen = bal_codes >= 0
@@ -145,27 +171,36 @@ def build_labels(
     past_aum = tier_adb(aum, as_of_month)
 
     # churn
-    h = settings.churn_horizon_months
-    covered = start_month + h <= data_end_month
+    h, c = settings.churn_horizon_months, settings.churn_confirm_months
+    covered = start_month + h + c <= data_end_month
     lo = start_month - first
     future_aum = aum[:, lo : lo + h].sum(axis=1) / h
+    stays_low = np.ones(n, dtype=bool)
+    if c:
+        stays_low = aum[:, lo + h : lo + h + c].sum(axis=1) / c <= (1 - settings.churn_drop_share) * past_aum
     held_now = _held_count(holdings, ids, as_of)
     held_after = _held_count(holdings, ids, start + pd.DateOffset(months=h))
     all_closed = (held_now > 0) & (held_after == 0)
-    churned = (future_aum <= (1 - settings.churn_drop_share) * past_aum) | all_closed
-    in_scope = past_aum >= settings.churn_min_aum_adb
-    out["label_churn"] = np.where(in_scope & covered, churned.astype(np.float64), np.nan)
+    churned = ((future_aum <= (1 - settings.churn_drop_share) * past_aum) & stays_low) | all_closed
+    out["label_churn"] = np.where(
+        churn_in_scope(aum, aum_end, held_now, last, past_aum, settings) & covered, churned.astype(np.float64), np.nan
+    )
 
     # conversion
     share = settings.conversion_loan_share
-    value_now = past_aum + share * tier_adb(loan, as_of_month)
+    loan_now = tier_adb(loan, as_of_month)
+    value_now = past_aum + share * loan_now
     h = settings.conversion_horizon_months
     covered = start_month + h <= data_end_month
     reached = np.zeros(n, dtype=bool)
     for j in range(1, h + 1):  # at most a dozen month ends, each vectorised over customers
         end = start_month + j
-        reached |= tier_adb(aum, end) + share * tier_adb(loan, end) >= settings.conversion_target_value
-    in_scope = value_now < settings.conversion_target_value
+        loan_then = tier_adb(loan, end)
+        if not settings.conversion_count_new_loans:
+            loan_then = np.minimum(loan_then, loan_now)
+        reached |= tier_adb(aum, end) + share * loan_then >= settings.conversion_target_value
+    target = settings.conversion_target_value
+    in_scope = (value_now < target) & (aum_end + share * loan_end < target)
     out["label_conversion"] = np.where(in_scope & covered, reached.astype(np.float64), np.nan)
 
     # upgrade
@@ -174,6 +209,22 @@ def build_labels(
     covered = horizon_end <= pd.Timestamp(data_end)
     out["label_upgrade"] = _upgrade(holdings, ids, as_of, horizon_end, settings.upgrade_products, covered)
     return pd.DataFrame(out)
+
+
+def churn_in_scope(
+    aum: np.ndarray, aum_end: np.ndarray, held_now: np.ndarray, last: int, past_aum: np.ndarray,
+    settings: LabelSettings,
+) -> np.ndarray:
+    """Customers a churn label can be *predicted* for: non-trivial AUM, holding something, not already draining.
+
+    ``aum`` is customers x months of AUM ADB with column ``last`` the month before as_of (and at least
+    DRAIN_LOOKBACK months before it); ``aum_end`` that month's month-end AUM.
+    """
+    earlier = aum[:, last - 5 : last - 2].mean(axis=1)  # months T-6..T-4
+    draining = (aum[:, last] < settings.churn_draining_share * earlier) | (
+        aum_end < settings.churn_month_end_share * past_aum
+    )
+    return (past_aum >= settings.churn_min_aum_adb) & (held_now > 0) & ~draining
 
 
 def _held_matrix(holdings: pd.DataFrame, ids: np.ndarray, at: pd.Timestamp) -> np.ndarray:
@@ -252,4 +303,32 @@ def build_training_frame(
     check_out_of_time(train, oot, label_settings)
     frame = build_feature_table(root_or_tables, [*train, oot], label_settings=label_settings, **feature_options)
     split = np.where(frame["as_of"].to_numpy() == oot.to_datetime64(), "oot", "train")
-    return frame.assign(split=pd.Categorical(split, categories=["train", "oot"]))
+    frame = frame.assign(split=pd.Categorical(split, categories=["train", "oot"]))
+    if "label_churn" in frame.columns:
+        frame = frame.assign(label_churn=count_churn_events_once(frame, train, label_settings))
+    return frame
+
+
+def count_churn_events_once(
+    frame: pd.DataFrame, train_as_of: Sequence[pd.Timestamp], settings: LabelSettings
+) -> np.ndarray:
+    """``label_churn`` with one positive per churn event across the training as_of dates.
+
+    A customer positive at a training as_of is out of scope (NaN) at every later training as_of inside that
+    event's window (``churn_window_months``): the same drain seen again a quarter later is not a new event.
+    Rows outside ``train_as_of`` are returned unchanged.
+    """
+    label = frame["label_churn"].to_numpy(dtype=np.float64).copy()
+    as_of = frame["as_of"].to_numpy()
+    customer = frame["customer_id"].to_numpy()
+    window_end: dict[int, np.datetime64] = {}  # customer -> end of its latest positive's event window
+    for date in sorted(train_as_of):
+        rows = np.flatnonzero(as_of == date.to_datetime64())
+        ids = customer[rows]
+        ends = np.array([window_end.get(int(c), np.datetime64("NaT")) for c in ids], dtype="datetime64[ns]")
+        inside = ~np.isnat(ends) & (ends > date.to_datetime64())
+        label[rows[inside]] = np.nan
+        positive = rows[~inside & (label[rows] == 1.0)]
+        end = (future_start(date) + pd.DateOffset(months=settings.churn_window_months)).to_datetime64()
+        window_end.update(dict.fromkeys(customer[positive].tolist(), end))
+    return label
