@@ -99,3 +99,25 @@ def test_overrides_set_service_tier_and_rederive_quadrant(loaded, output):
     assert audit["applied"].tolist() == [True, False]
     untouched = ~output["customer_id"].isin(ids)
     pd.testing.assert_frame_equal(new[untouched], output[untouched])
+
+
+def test_customers_already_at_the_conversion_target_get_no_conversion_probability(loaded, output):
+    # regression, issue 12: customers above the target scored p_conversion 0.87 on average, filled the key
+    # quadrant and the potential-high value class
+    _, _, features, _ = loaded
+    tier = features["bal_aum_adb_3m"] + features["bal_loan_adb_3m"]
+    month_end = features["bal_aum_month_end_last"] + features["bal_loan_adb_1m"]
+    at_target = ((tier >= 50_000) | (month_end >= 50_000)).to_numpy()
+    assert 0 < at_target.sum() < len(features)
+    assert output.loc[at_target, "p_conversion"].isna().all()
+    assert (output.loc[at_target, "conversion_band"] == "at_target").all()
+    assert output.loc[at_target, "conversion_reason_1"].isna().all()
+    below = output.loc[~at_target]
+    assert below["p_conversion"].between(0, 1).all() and (below["conversion_band"] != "at_target").all()
+
+
+def test_no_product_is_offered_to_a_customer_below_what_it_needs(output):
+    rules = yaml.safe_load(open(f"{CONFIG_DIR}/segments/default.yaml", encoding="utf-8"))["playbook"]
+    for product, minimum in rules["product_min_value"].items():
+        offered = output["next_best_product"] == product
+        assert (output.loc[offered, "tier_value"] >= minimum).all(), product

@@ -15,7 +15,7 @@ window (``data_end`` = the first day after the last month the balances table cov
   customer positive at a training as_of is out of scope at the later training dates inside that event's window.
 - conversion: in scope when the customer is below the target at as_of by both the tier value (3-month AUM
   ADB + ``loan_share`` x 3-month loan ADB, averaged over the months of history like ``bal_aum_adb_3m``) and the
-  last month-end balance (AUM + ``loan_share`` x loans); 1 when the tier value as of the end of any of the next
+  last month-end value (month-end AUM + ``loan_share`` x last month's loan ADB; :class:`ConversionScope`); 1 when the tier value as of the end of any of the next
   ``horizon_months`` months reaches it. New loans count toward it only with ``count_new_loans`` (default no:
   loans count up to their as_of level, so borrowing is not converting).
 - upgrade: 1 when the customer opens, in ``[as_of, as_of + horizon)``, one of ``products`` not held at
@@ -88,6 +88,38 @@ class LabelSettings:
         return max(self.churn_window_months, self.conversion_horizon_months, self.upgrade_horizon_months)
 
 
+@dataclass(frozen=True)
+class ConversionScope:
+    """Who can convert: customers below ``target_value`` by both the tier value and the month-end value.
+
+    The same rule scopes the label at training and the probability at scoring (a customer already at the
+    target gets no conversion probability). On feature-table columns: tier value = ``bal_aum_adb_3m`` +
+    ``loan_share`` x ``bal_loan_adb_3m``; month-end value = ``bal_aum_month_end_last`` + ``loan_share`` x
+    ``bal_loan_adb_1m`` (loans amortise slowly: last month's average stands for its month end).
+    """
+
+    target_value: float
+    loan_share: float
+    COLUMNS = ("bal_aum_adb_3m", "bal_loan_adb_3m", "bal_aum_month_end_last", "bal_loan_adb_1m")
+
+    @classmethod
+    def from_settings(cls, settings: LabelSettings) -> ConversionScope:
+        return cls(float(settings.conversion_target_value), float(settings.conversion_loan_share))
+
+    def below_target(self, tier_value: np.ndarray, month_end_value: np.ndarray) -> np.ndarray:
+        return (tier_value < self.target_value) & (month_end_value < self.target_value)
+
+    def in_scope(self, features: pd.DataFrame) -> np.ndarray:
+        """Boolean per row of a feature table: below the target, so a conversion probability makes sense."""
+        missing = [c for c in self.COLUMNS if c not in features.columns]
+        if missing:
+            raise ValueError(f"conversion scope needs feature columns {missing}")
+        col = {c: features[c].to_numpy(dtype=np.float64) for c in self.COLUMNS}
+        tier = col["bal_aum_adb_3m"] + self.loan_share * col["bal_loan_adb_3m"]
+        month_end = col["bal_aum_month_end_last"] + self.loan_share * col["bal_loan_adb_1m"]
+        return self.below_target(tier, month_end)
+
+
 def future_start(as_of: pd.Timestamp) -> pd.Timestamp:
     """Return the first day of the first future month: as_of's month if as_of is its 1st, else the next."""
     start = as_of.normalize().replace(day=1)
@@ -154,7 +186,6 @@ def build_labels(
     loan = _monthly_totals(balances, bal_codes, n, first, n_months, loan_pos)
     last = as_of_month - 1 - first  # index of the last complete month before as_of
     aum_end = _monthly_totals(balances, bal_codes, n, last + first, 1, aum_pos, "month_end_balance")[:, 0]
-    loan_end = _monthly_totals(balances, bal_codes, n, last + first, 1, loan_pos, "month_end_balance")[:, 0]
     month_num = k.month_number(k.datetime_values(balances["month"], "balances.month"))
     history_start = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
     seen = bal_codes >= 0
@@ -199,8 +230,7 @@ def build_labels(
         if not settings.conversion_count_new_loans:
             loan_then = np.minimum(loan_then, loan_now)
         reached |= tier_adb(aum, end) + share * loan_then >= settings.conversion_target_value
-    target = settings.conversion_target_value
-    in_scope = (value_now < target) & (aum_end + share * loan_end < target)
+    in_scope = ConversionScope.from_settings(settings).below_target(value_now, aum_end + share * loan[:, last])
     out["label_conversion"] = np.where(in_scope & covered, reached.astype(np.float64), np.nan)
 
     # upgrade

@@ -3,8 +3,8 @@
 The training frame stacks several as_of dates (``split == "train"``) and one later out-of-time date
 (``split == "oot"``); see :mod:`bankseg.models.oot_split`. Propensity models are fitted on the training rows
 only (their own validation and calibration hold-outs come out of those) and judged on the OOT rows. On the
-simulated bank the ground truth is read for *metrics only* (the oracle AUC, persona recovery); it never reaches
-a model.
+simulated bank the ground truth is read for *metrics only* (the label's upper bound, lead time, persona recovery);
+it never reaches a model that is registered.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 
 from bankseg.data.io import dataset_fingerprint, read_table, table_path
-from bankseg.features.labels import LabelSettings, check_out_of_time
+from bankseg.features.labels import ConversionScope, LabelSettings, check_out_of_time
 from bankseg.features.labels import build_training_frame as stack_training_frame
 from bankseg.models import metrics as m
 from bankseg.models.oot_split import AsOfPlan, resolve_as_of_plan
-from bankseg.models.oracle import oracle_scores, persona_truth
+from bankseg.models.bound import label_bound, lead_time, persona_truth
 from bankseg.models.pyfunc import (
     PersonaPyfunc,
     PropensityPyfunc,
@@ -38,6 +38,8 @@ from bankseg.models.tracking import configure_tracking, log_frame, log_metrics_b
 log = logging.getLogger(__name__)
 
 KEY_COLUMNS = ("customer_id", "as_of", "split")
+# The label bound's privileged model learns from at most this many training rows (it is a metric, not a product).
+BOUND_MAX_TRAIN_ROWS = 200_000
 PSI_BINS = 10
 
 
@@ -259,21 +261,14 @@ def train_propensity(
         "psi_score_bins": score_psi.table,
     }
     if truth_path is not None:
-        oracle = oracle_auc(held, target, truth_path)
-        if oracle is not None:
-            by_split[eval_split]["oracle_auc"] = oracle
-            by_split[eval_split]["auc_vs_oracle"] = by_split[eval_split]["auc"] / oracle
+        bound = label_bound(estimator, train, held, scores[eval_split], truth_path, max_train_rows=BOUND_MAX_TRAIN_ROWS)
+        if bound is not None:
+            by_split[eval_split].update(bound.metrics())
+        seen = lead_time(truth_path, held, scores[eval_split], target) if target == "label_churn" else None
+        if seen is not None:
+            by_split[eval_split].update(seen[0])
+            tables[f"{eval_split}_lead_time"] = seen[1]
     return estimator, {k: v for k, v in by_split.items() if v}, tables
-
-
-def oracle_auc(oot: pd.DataFrame, target: str, truth_path: Path) -> float | None:
-    """AUC of the simulator's true hazard for this label at the OOT as_of (the best any model could do)."""
-    scores = oracle_scores(truth_path, oot[["customer_id", "as_of"]], target)
-    if scores is None:
-        return None
-    y = oot[target].to_numpy(dtype=float)
-    keep = ~np.isnan(y) & ~np.isnan(scores)
-    return m.roc_auc(y[keep].astype(int), scores[keep])
 
 
 # ------------------------------------------------------------------------------------------------ personas
@@ -347,6 +342,9 @@ def run_train(
             estimator, by_split, tables = train_propensity(
                 frame, model_cfg, eval_split=data.eval_split, truth_path=data.truth_path
             )
+            if model_cfg["target"] == "label_conversion" and data.eval_split == "oot":
+                # scoring gives customers already at the target no probability, by the label's own rule
+                estimator.label_scope_ = ConversionScope.from_settings(label_settings)
             wrapper, example = PropensityPyfunc(estimator), frame.loc[frame["split"] == data.eval_split].head(50)
         else:
             raise ValueError(f"model.kind must be 'personas' or 'propensity', got {kind!r}")

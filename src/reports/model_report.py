@@ -54,7 +54,15 @@ METRIC_NAMES = {
     "auc_high_95": "ROC AUC, 95% interval high (DeLong)", "gini": "Gini", "ks": "KS", "pr_auc": "PR AUC (average precision)",
     "lift_10": "Lift in top 10%", "capture_10": "Share of positives in top 10%", "brier": "Brier score",
     "base_rate": "Positive rate", "n": "Labelled rows", "psi_score": "PSI of the score (train -> OOT)",
-    "oracle_auc": "Oracle AUC (true hazards, simulated bank only)", "auc_vs_oracle": "AUC / oracle AUC",
+    "bound_auc": "Label bound: AUC knowing the latent state (simulated bank only)",
+    "bound_auc_low_95": "Label bound, 95% interval low", "bound_auc_high_95": "Label bound, 95% interval high",
+    "auc_vs_bound": "AUC / bound AUC (same rows)", "auc_vs_bound_low_95": "AUC / bound, 95% interval low (paired DeLong)",
+    "auc_vs_bound_high_95": "AUC / bound, 95% interval high (paired DeLong)",
+    "auc_minus_bound": "AUC - bound AUC", "auc_minus_bound_low_95": "AUC - bound, 95% interval low",
+    "auc_minus_bound_high_95": "AUC - bound, 95% interval high",
+    "auc_not_started": "AUC on customers whose churn had not started at as_of",
+    "auc_churn_start": "AUC against 'churn begins in the next 3 months' (not started)",
+    "churn_start_rate": "Share whose churn begins in the next 3 months (not started)",
     "best_iteration": "Trees kept (early stopping)", "n_dropped_unlabelled": "Rows without a label (dropped)",
     "binary_logloss": "Log loss",
 }
@@ -143,6 +151,7 @@ class ModelRun:
     registered_name: str | None = None
     version: str | None = None
     aliases: tuple[str, ...] = ()
+    lead_time: pd.DataFrame | None = None  # the run's tables/oot_lead_time.csv (simulated churn only)
 
     @property
     def label(self) -> str:
@@ -164,10 +173,16 @@ def read_model_run(run_id: str, estimator, *, registered_name: str | None = None
     config = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml")) or {}
     plan = _as_of_plan(client, run_id)
     model = (config.get("model") or {}).get("name") or run.data.tags.get("bankseg.model", "model")
+    logged = {a.path for a in client.list_artifacts(run_id, "tables")}
+    lead = None
+    if "tables/oot_lead_time.csv" in logged:
+        import io
+
+        lead = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{run_id}/tables/oot_lead_time.csv")))
     return ModelRun(
         model=model, run_id=run_id, estimator=estimator, metrics=dict(run.data.metrics), config=config,
         as_of_plan=plan, tags=dict(run.data.tags), registered_name=registered_name, version=version,
-        aliases=tuple(aliases),
+        aliases=tuple(aliases), lead_time=lead,
     )
 
 
@@ -374,7 +389,8 @@ def model_report(run: ModelRun, frame: pd.DataFrame, settings: ModelReportSettin
         "lower Brier score is better. Out-of-time is the honest estimate: a later date than any training label.",
         (_metric_table(run.metrics),
          h.paragraph("Validation is the early-stopping hold-out inside the training dates; only the metric "
-                     "LightGBM watched there is recorded for it."))))
+                     "LightGBM watched there is recorded for it."),
+         *_bound_and_lead_time(run))))
 
     # ---- ROC / PR
     curves = {"Training": (y["train"], p["train"]), "Out-of-time": (y["oot"], p["oot"])}
@@ -563,6 +579,35 @@ def _model_card(run: ModelRun, parts, y, settings: ModelReportSettings, fingerpr
     })
     blocks.append(h.details(f"Features used ({len(features)}): click to show the list",
                             [h.table(features, table_id="features-table")]))
+    return blocks
+
+
+def _bound_and_lead_time(run: ModelRun) -> list[str]:
+    """The label's upper bound and what the model sees in time (simulated bank: both need the ground truth)."""
+    metrics, blocks = run.metrics, []
+    if "oot/bound_auc" in metrics:
+        ratio, lo, hi = (metrics[f"oot/auc_vs_bound{s}"] for s in ("", "_low_95", "_high_95"))
+        text = (f"Upper bound: a model given the same features plus the simulator's latent state at as_of (the churn "
+                f"process's state, the dissatisfaction behind it, the true hazards), trained on the same rows, "
+                f"reaches out-of-time AUC {metrics['oot/bound_auc']:.3f} "
+                f"[{metrics['oot/bound_auc_low_95']:.3f}, {metrics['oot/bound_auc_high_95']:.3f}] on exactly the "
+                f"rows this model is scored on. This model reaches {ratio:.1%} of it (paired DeLong 95% interval "
+                f"{lo:.1%} to {hi:.1%}).")
+        if lo > 1.0:
+            blocks.append(h.callout(text + " The model beats its bound beyond the interval: a leak, or a wrong "
+                                    "bound. Do not use this model until that is explained.", "bad"))
+        else:
+            blocks.append(h.callout(text + " It does not beat the bound: no sign of a label leak.", "good"))
+    if run.lead_time is not None and not run.lead_time.empty:
+        blocks += [
+            h.heading("Lead time: what the model sees before the drain"),
+            h.paragraph("AUC on all in-scope customers; on those whose churn had not started at as_of (still "
+                        "active in the ground truth); and, for the churners, by how many months after as_of "
+                        "their balances began to drain (each group's positives against all non-churners). "
+                        "An early warning is worth what it sees months ahead."),
+            h.table(run.lead_time, formats={"auc": ".3f", "auc_low_95": ".3f", "auc_high_95": ".3f"},
+                    headers={"auc_low_95": "95% low", "auc_high_95": "95% high"}, table_id="lead-time-table"),
+        ]
     return blocks
 
 

@@ -49,6 +49,7 @@ from bankseg.segments import (
 from bankseg.segments.rfm import rfm_bins_for
 
 PROPENSITY_MODELS: tuple[str, ...] = ("churn", "conversion", "upgrade")
+AT_TARGET_BAND = "at_target"  # conversion band of a customer already at the target: no probability
 KEY_COLUMNS: tuple[str, ...] = ("customer_id", "as_of")
 REASON_SUFFIXES: tuple[str, ...] = ("", "_en", "_zh")
 SCOPES: tuple[str, ...] = ("all", "actionable")
@@ -182,6 +183,8 @@ class SegmenterModel(mlflow.pyfunc.PythonModel):
         frame = frame.reset_index(drop=True)
         n = len(frame)
         scores = {m: np.asarray(p.propensity[m].predict_proba(frame), dtype=float) for m in PROPENSITY_MODELS}
+        at_target = conversion_at_target(p.propensity["conversion"], frame)
+        scores["conversion"] = np.where(at_target, np.nan, scores["conversion"])
         persona = np.asarray(p.personas.predict(frame), dtype=np.int64) if n else np.empty(0, np.int64)
         work = frame.assign(
             p_churn=scores["churn"], p_conversion=scores["conversion"], persona_id=persona,
@@ -208,8 +211,9 @@ class SegmenterModel(mlflow.pyfunc.PythonModel):
         for m in PROPENSITY_MODELS:
             out[f"p_{m}"] = scores[m]
             out[f"{m}_band"] = p.bands[m].assign(scores[m])
+        out["conversion_band"] = np.where(at_target, AT_TARGET_BAND, out["conversion_band"])
         for m in PROPENSITY_MODELS:
-            out.update(self._reasons(m, frame, out[f"{m}_band"]))
+            out.update(self._reasons(m, frame, out[f"{m}_band"], eligible=~at_target if m == "conversion" else None))
         out["clv"] = seg["clv"].to_numpy(dtype=float)
         out["tier_value"] = seg["composite_tier_value"].to_numpy(dtype=float)
         for column in ("action", "action_en", "action_zh", "next_best_product"):
@@ -217,9 +221,13 @@ class SegmenterModel(mlflow.pyfunc.PythonModel):
         out["model_versions"] = np.full(n, json.dumps(p.model_versions, sort_keys=True), dtype=object)
         return pd.DataFrame(out, columns=list(OUTPUT_COLUMNS))
 
-    def _reasons(self, model: str, frame: pd.DataFrame, band: np.ndarray) -> dict[str, np.ndarray]:
+    def _reasons(
+        self, model: str, frame: pd.DataFrame, band: np.ndarray, eligible: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         settings = self.parts.reason_codes[model]
         mask = None if settings.scope == "all" else np.isin(band, list(settings.actionable_bands))
+        if eligible is not None:
+            mask = eligible if mask is None else mask & eligible
         codes = reason_codes_for(
             self.parts.propensity[model], frame, settings.groups, settings.dictionary, k=settings.top_k,
             direction=settings.direction, mask=mask,
@@ -229,6 +237,18 @@ class SegmenterModel(mlflow.pyfunc.PythonModel):
             for i in range(1, settings.top_k + 1)
             for s in REASON_SUFFIXES
         }
+
+
+def conversion_at_target(model, frame: pd.DataFrame) -> np.ndarray:
+    """Rows already at the conversion target (the label's scope, carried by the model as ``label_scope_``).
+
+    They get no conversion probability and the band ``at_target``: converting is what they have done. A model
+    trained without a scope (a flat real-data source) leaves every row in scope.
+    """
+    scope = getattr(model, "label_scope_", None)
+    if scope is None or frame.empty:
+        return np.zeros(len(frame), dtype=bool)
+    return ~scope.in_scope(frame)
 
 
 # ------------------------------------------------------------------------------------------------ input form

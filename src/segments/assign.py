@@ -86,5 +86,6 @@ def assign_segments(
     out["clv"] = compute_clv(features, rules.clv, p_churn)
     out = out.join(recommend_action(out, rules.playbook))
     if lift_table is not None:
-        out = out.join(next_best_product(features, lift_table, rules.playbook))
+        out = out.join(next_best_product(features, lift_table, rules.playbook,
+                                         tier_value=out["composite_tier_value"].to_numpy(dtype=float)))
     return SegmentResult(out, audit, bins)

@@ -12,7 +12,7 @@ those they do not hold, if that lift is >= ``min_lift``; otherwise nothing (miss
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ class PlaybookRules:
     actions: tuple[PlaybookAction, ...]
     offerable_products: tuple[str, ...] = PRODUCTS
     min_lift: float = 1.0
+    product_min_value: Mapping[str, float] = field(default_factory=dict)  # product -> tier value it needs
 
     def __post_init__(self) -> None:
         if not self.actions or self.actions[-1].when:
@@ -48,6 +49,9 @@ class PlaybookRules:
         unknown = sorted(set(self.offerable_products) - set(PRODUCTS))
         if unknown:
             raise ValueError(f"playbook.offerable_products: unknown products {unknown}")
+        unknown = sorted(set(self.product_min_value) - set(self.offerable_products))
+        if unknown:
+            raise ValueError(f"playbook.product_min_value: {unknown} are not offerable products")
 
     @classmethod
     def from_dict(cls, cfg: Mapping) -> PlaybookRules:
@@ -64,6 +68,7 @@ class PlaybookRules:
             actions=actions,
             offerable_products=tuple(cfg.get("offerable_products", PRODUCTS)),
             min_lift=float(cfg.get("min_lift", 1.0)),
+            product_min_value={str(k): float(v) for k, v in (cfg.get("product_min_value") or {}).items()},
         )
 
     @property
@@ -128,10 +133,13 @@ def next_best_product(
     lift_table: pd.DataFrame,
     rules: PlaybookRules | None = None,
     persona_column: str = "persona_id",
+    tier_value: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """The highest-lift offerable product the customer does not hold, per row.
+    """The highest-lift offerable product the customer does not hold, and can have, per row.
 
-    Without ``rules`` every product of the lift table may be offered and the lift must reach 1.0.
+    Without ``rules`` every product of the lift table may be offered and the lift must reach 1.0. With
+    ``tier_value`` (the composite tier's value per row), a product of ``rules.product_min_value`` is offered
+    only to customers whose tier value reaches its minimum (no private banking offer for 10,000 CNY).
     Columns: next_best_product (Categorical of the offerable products, missing when no product reaches ``min_lift`` or the persona is not in
     the lift table) and next_best_lift. Vectorised: a masked argmax over the persona x product matrix.
     """
@@ -148,6 +156,10 @@ def next_best_product(
     candidate = np.where(known[:, None], lifts[np.where(known, row, 0)], -np.inf)
     held = np.column_stack([np.nan_to_num(numeric(frame, f"hold_has_{p}"), nan=0.0) > 0 for p in products])
     candidate[held] = -np.inf
+    if tier_value is not None and rules is not None:
+        for j, product in enumerate(products):
+            if product in rules.product_min_value:
+                candidate[np.asarray(tier_value, dtype=float) < rules.product_min_value[product], j] = -np.inf
     best = candidate.argmax(axis=1)
     best_lift = candidate[np.arange(len(frame)), best]
     ok = best_lift >= min_lift
