@@ -40,7 +40,11 @@ def plant_bad_rows(source: Path, target: Path) -> dict:
                 pd.Timestamp(AS_OF) + pd.Timedelta(days=20))
     pq.write_table(late, target / "customers" / "part-99999.parquet")
     txn = pq.read_table(target / "transactions" / "part-00000.parquet")
-    bad_txn = _set(_set(txn.slice(0, 1), "txn_id", int(pc.max(txn["txn_id"]).as_py()) + 10**6), "amount", -5.0)
+    # the bad row belongs to a customer still banking at AS_OF (a departed one is rejected for that reason)
+    holdings = pd.read_parquet(target / "holdings")
+    open_at = holdings[(holdings.opened < AS_OF) & (holdings.closed.isna() | (holdings.closed >= AS_OF))]
+    first = int(np.flatnonzero(np.isin(txn["customer_id"].to_numpy(), open_at.customer_id.unique()))[0])
+    bad_txn = _set(_set(txn.slice(first, 1), "txn_id", int(pc.max(txn["txn_id"]).as_py()) + 10**6), "amount", -5.0)
     bad_txn = _set(bad_txn, "ts", pd.Timestamp(AS_OF) - pd.Timedelta(days=40))
     pq.write_table(bad_txn, target / "transactions" / "part-99999.parquet")
     inter = pq.read_table(target / "interactions" / "part-00000.parquet")

@@ -71,8 +71,9 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
 INT_COLUMNS: tuple[str, ...] = ("customer_id", "rfm_r", "rfm_f", "rfm_m", "persona_id")
 FLOAT_COLUMNS: tuple[str, ...] = ("p_churn", "p_conversion", "p_upgrade", "clv", "tier_value")
 #: Output columns that must be present for a row to count as scored (else the batch job rejects it).
+# p_conversion is missing by design for a customer already at the target; its band (at_target) is not.
 REQUIRED_OUTPUTS: tuple[str, ...] = (
-    "composite_tier", "service_tier", "persona_id", "p_churn", "p_conversion", "p_upgrade", "action",
+    "composite_tier", "service_tier", "persona_id", "p_churn", "conversion_band", "p_upgrade", "action",
 )
 
 
