@@ -184,3 +184,42 @@ def test_training_frame_stacks_dates_and_marks_the_out_of_time_split():
     churn_rate = frame["label_churn"].mean()
     assert 0.0 < churn_rate < 0.5  # churn happens on the simulated bank, but to a minority
     assert frame["label_upgrade"].notna().mean() > 0.5
+
+
+@pytest.fixture(scope="module")
+def simulated_frame():
+    bank = simulate_bank(SimulatorParams(n_customers=3000, n_months=30, seed=4))
+    train = ["2024-01-01", "2024-04-01", "2024-07-01"]
+    frame = build_training_frame(bank, train, "2025-01-01", label_settings=LabelSettings())
+    return bank, frame
+
+
+@pytest.mark.slow
+def test_no_churn_positive_is_already_draining_at_as_of_on_a_simulated_bank(simulated_frame):
+    """Issue 12: a positive must not be readable off the balances at as_of under the configured rules."""
+    bank, frame = simulated_frame
+    settings = LabelSettings()
+    positives = frame[frame["label_churn"] == 1.0]
+    assert len(positives) >= 20
+    # month-end of the last month against the 3-month average, straight from the feature table
+    assert (positives["bal_aum_month_end_last"] >= settings.churn_month_end_share * positives["bal_aum_adb_3m"]).all()
+    # last month's average against the mean of months T-6..T-4, recomputed from the raw balances
+    b = bank["balances"]
+    aum = b[b["product"].isin(settings.aum_products)].groupby(["customer_id", "month"], observed=True)[
+        "avg_daily_balance"].sum()
+    for as_of, rows in positives.groupby("as_of"):
+        months = pd.date_range(end=pd.Timestamp(as_of) - pd.DateOffset(months=1), periods=6, freq="MS")
+        wide = aum.unstack("month").reindex(index=rows["customer_id"], columns=months, fill_value=0.0).fillna(0.0)
+        last, earlier = wide.iloc[:, -1], wide.iloc[:, :3].mean(axis=1)
+        assert (last >= settings.churn_draining_share * earlier - 1e-6).all(), as_of
+
+
+@pytest.mark.slow
+def test_the_same_churn_event_is_never_a_positive_at_two_training_dates(simulated_frame):
+    _, frame = simulated_frame
+    window = pd.DateOffset(months=LabelSettings().churn_window_months)
+    train = frame[(frame["split"] == "train") & (frame["label_churn"] == 1.0)].sort_values("as_of")
+    assert len(train) >= 20
+    for _, dates in train.groupby("customer_id")["as_of"]:
+        dates = list(pd.to_datetime(dates))
+        assert all(later >= earlier + window for earlier, later in zip(dates, dates[1:], strict=False))

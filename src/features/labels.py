@@ -332,10 +332,23 @@ def build_training_frame(
         raise ValueError(f"oot_as_of {oot.date()} is also a training as_of")
     check_out_of_time(train, oot, label_settings)
     frame = build_feature_table(root_or_tables, [*train, oot], label_settings=label_settings, **feature_options)
-    split = np.where(frame["as_of"].to_numpy() == oot.to_datetime64(), "oot", "train")
+    return mark_training_split(frame, train, oot, label_settings)
+
+
+def mark_training_split(
+    frame: pd.DataFrame, train_as_of: Sequence[pd.Timestamp], oot_as_of: pd.Timestamp, settings: LabelSettings
+) -> pd.DataFrame:
+    """A feature table of the training and OOT dates with ``split`` (train / oot), one positive per churn event.
+
+    Whether the table was just built or read back from a ``bankseg-features`` folder, training sees the same
+    rows: :func:`count_churn_events_once` is applied over the training dates.
+    """
+    oot = k.normalise_as_of(oot_as_of)
+    split = np.where(pd.to_datetime(frame["as_of"]).to_numpy() == oot.to_datetime64(), "oot", "train")
     frame = frame.assign(split=pd.Categorical(split, categories=["train", "oot"]))
     if "label_churn" in frame.columns:
-        frame = frame.assign(label_churn=count_churn_events_once(frame, train, label_settings))
+        train = [k.normalise_as_of(t) for t in train_as_of]
+        frame = frame.assign(label_churn=count_churn_events_once(frame, train, settings))
     return frame
 
 

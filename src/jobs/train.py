@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bankseg.data.io import dataset_fingerprint, read_table, table_path
-from bankseg.features.labels import ConversionScope, LabelSettings, check_out_of_time
+from bankseg.features.labels import ConversionScope, LabelSettings, check_out_of_time, mark_training_split
 from bankseg.features.labels import build_training_frame as stack_training_frame
 from bankseg.models import metrics as m
 from bankseg.models.oot_split import AsOfPlan, resolve_as_of_plan
@@ -106,8 +106,7 @@ def build_training_frame(
         )
     check_out_of_time(plan.train, plan.oot, label_settings)
     frame = read_feature_table(Path(features_path), [*plan.train, plan.oot])
-    split = np.where(frame["as_of"] == plan.oot, "oot", "train")
-    return frame.assign(split=pd.Categorical(split, categories=["train", "oot"]))
+    return mark_training_split(frame, plan.train, plan.oot, label_settings)
 
 
 def read_feature_table(folder: Path, dates: list[pd.Timestamp]) -> pd.DataFrame:
