@@ -58,11 +58,33 @@ def feature_kwargs_from(cfg: DictConfig, engine: str = "pandas") -> dict[str, An
     }
 
 
+def command_line_overrides() -> list[str]:
+    """The job's ``key=value`` overrides from the command line (none outside a Hydra run, e.g. under compose)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def data_config(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The ``data`` group as a plain dict, where ``data.<key>={}`` / ``data.<key>=[]`` *empties* the key.
+
+    Hydra merges a mapping given on the command line into the configured one, so ``data.rename={}`` would
+    keep every configured rename; a user writing it means "no renames". ``overrides`` defaults to the
+    command line of the running job.
+    """
+    data = plain(cfg.data)
+    for override in command_line_overrides() if overrides is None else overrides:
+        key, _, value = override.partition("=")
+        if key.startswith("data.") and key.count(".") == 1 and value.strip() in ("{}", "[]"):
+            data[key.removeprefix("data.")] = {} if value.strip() == "{}" else []
+    return data
+
+
 def model_job_args(cfg: DictConfig) -> dict[str, Any]:
     """The arguments train, tune and promote share: the model, its data, features, labels, dates, store."""
     return {
         "model_cfg": plain(cfg.model),
-        "data_cfg": plain(cfg.data),
+        "data_cfg": data_config(cfg),
         "feature_kwargs": feature_kwargs_from(cfg),
         "label_settings": label_settings_from(cfg),
         "as_of_cfg": plain(cfg.as_of),

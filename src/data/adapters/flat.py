@@ -15,6 +15,8 @@ says everything the loader needs, so a new CSV with a label column becomes train
     categorical: [Geography, Gender]
     rename: {}
 
+The file may be a plain CSV, gzip-compressed or a zip archive holding one CSV: its first bytes decide, not its name.
+
 What :func:`load_flat_snapshot` returns: ``customer_id`` (keyed-hash pseudonym, :mod:`bankseg.data.privacy`), the
 feature columns (numeric as float64, ``categorical`` as pandas ``category``), ``label_<name>`` (int8 0/1) and
 ``split`` ("train" for every row: the training job uses stratified CV or a stratified hold-out, not out-of-time).
@@ -28,10 +30,15 @@ or raw id columns. Logs name columns and counts, never values.
 from __future__ import annotations
 
 import csv
+import gzip
+import io as _io
 import logging
-from collections.abc import Mapping, Sequence
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 import numpy as np
 import pandas as pd
@@ -44,7 +51,7 @@ KIND = "flat"
 SPLIT_VALUE = "train"
 _KNOWN_KEYS = frozenset(
     {"name", "kind", "path", "sep", "id_column", "drop", "label", "exclude", "categorical", "rename",
-     "encoding", "description", "source", "currency", "na_values"}
+     "encoding", "description", "source", "currency", "na_values", "registry_prefix"}
 )
 
 
@@ -122,10 +129,8 @@ class FlatSpec:
         return spec
 
     def header(self) -> list[str]:
-        """Column names of the CSV (its first line only)."""
-        if not self.path.is_file():
-            raise ValueError(f"flat data {self.name!r}: file {self.path} does not exist")
-        with self.path.open(newline="", encoding=self.encoding) as f:
+        """Column names of the CSV (its first line only); plain, gzip or zip (one CSV inside)."""
+        with open_csv_text(self) as f:
             return next(csv.reader(f, delimiter=self.sep), [])
 
     def check_against_header(self) -> None:
@@ -177,6 +182,57 @@ def _names(value) -> tuple[str, ...]:
     return tuple(str(v) for v in value)
 
 
+# The first bytes of a gzip and a zip file: the file's content decides, whatever its name ends with.
+_MAGIC = {b"\x1f\x8b": "gzip", b"PK\x03\x04": "zip"}
+
+
+def compression_of(path: Path) -> str | None:
+    """``gzip``, ``zip`` or None (plain text), from the file's first bytes."""
+    with Path(path).open("rb") as handle:
+        head = handle.read(4)
+    return next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
+
+
+def _zip_member(spec: FlatSpec) -> str:
+    """The one file inside a zipped CSV (folders and macOS metadata aside); ValueError naming what is there."""
+    with zipfile.ZipFile(spec.path) as archive:
+        names = [n for n in archive.namelist() if not n.endswith("/") and not n.startswith("__MACOSX/")]
+    if len(names) != 1:
+        raise ValueError(f"flat data {spec.name!r}: {spec.path.name} is a zip archive holding {len(names)} files "
+                         f"{names[:10]}; it must hold exactly one CSV (or point data.path at the unzipped file)")
+    return names[0]
+
+
+@contextmanager
+def open_csv_text(spec: FlatSpec) -> Iterator[TextIO]:
+    """The CSV as text (plain, gzip or a zip holding one file), decoded with ``spec.encoding``.
+
+    Raises ValueError for a missing file, a zip holding other than one file, and bytes that are not text in
+    ``spec.encoding`` (saying which setting to change).
+    """
+    if not spec.path.is_file():
+        raise ValueError(f"flat data {spec.name!r}: file {spec.path} does not exist")
+    kind = compression_of(spec.path)
+    with ExitStack() as stack:
+        if kind == "gzip":
+            raw: BinaryIO = stack.enter_context(gzip.open(spec.path, "rb"))
+        elif kind == "zip":
+            archive = stack.enter_context(zipfile.ZipFile(spec.path))
+            raw = stack.enter_context(archive.open(_zip_member(spec)))
+        else:
+            raw = stack.enter_context(spec.path.open("rb"))
+        text = stack.enter_context(_io.TextIOWrapper(raw, encoding=spec.encoding, newline=""))
+        try:
+            yield text
+        except UnicodeDecodeError as err:
+            what = f"holds {kind}-compressed bytes that are" if kind else "is"
+            raise ValueError(f"flat data {spec.name!r}: {spec.path.name} {what} not {spec.encoding} text "
+                             f"({err.reason} at byte {err.start}); set `encoding:` in the data config (e.g. "
+                             "latin-1) or give a CSV, gzip or zip file") from None
+        except gzip.BadGzipFile as err:
+            raise ValueError(f"flat data {spec.name!r}: {spec.path.name} is a damaged gzip file: {err}") from None
+
+
 def load_flat_snapshot(spec: FlatSpec, key: bytes | None = None) -> pd.DataFrame:
     """One row per customer: pseudonymised ``customer_id``, features, ``label_<name>`` (int8) and ``split``.
 
@@ -185,8 +241,8 @@ def load_flat_snapshot(spec: FlatSpec, key: bytes | None = None) -> pd.DataFrame
     columns not declared ``categorical`` (they could be free text with personal data: declare or drop them).
     """
     spec.check_against_header()
-    raw = pd.read_csv(spec.path, sep=spec.sep, encoding=spec.encoding, na_values=list(spec.na_values) or None,
-                      low_memory=False)
+    with open_csv_text(spec) as text:
+        raw = pd.read_csv(text, sep=spec.sep, na_values=list(spec.na_values) or None, low_memory=False)
     n = len(raw)
     key = pseudonymisation_key() if key is None else key
 
