@@ -10,12 +10,23 @@ import hydra
 from omegaconf import DictConfig
 
 from bankseg.cli import CONFIG_DIR, HYDRA_VERSION_BASE
-from bankseg.cli.settings import feature_kwargs_from, plain
+from bankseg.cli.settings import (
+    data_source,
+    feature_kwargs_from,
+    plain,
+    registered_names,
+    remember_training_data,
+    use_source_names,
+)
 from bankseg.jobs.export import run_export
 
 
 @hydra.main(version_base=HYDRA_VERSION_BASE, config_path=CONFIG_DIR, config_name="export")
 def main(cfg: DictConfig) -> None:
+    names = registered_names(cfg)
+    # data.path and the feature settings default to those the churn champion (personas where none) learned from
+    cfg = remember_training_data(use_source_names(cfg), [names["churn"], names["personas"]],
+                                 alias=str(cfg.source_alias))
     result = run_export(
         data_path=cfg.data.path,
         feature_kwargs=feature_kwargs_from(cfg),
@@ -26,6 +37,8 @@ def main(cfg: DictConfig) -> None:
         source_alias=str(cfg.source_alias),
         reference_as_of=cfg.reference_as_of,
         drift_cfg=plain(cfg.scoring.drift),
+        model_names=names,
+        data_source=data_source(cfg),
     )
     if cfg.result_file:
         record = Path(cfg.result_file)

@@ -6,7 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from bankseg.cli import CONFIG_DIR, HYDRA_VERSION_BASE
-from bankseg.cli.settings import model_job_args, plain
+from bankseg.cli.settings import model_job_args, plain, remember_training_data, use_source_names
 from bankseg.jobs.promote import run_promote
 from bankseg.models.registry import PromotionGate
 
@@ -14,6 +14,8 @@ from bankseg.models.registry import PromotionGate
 @hydra.main(version_base=HYDRA_VERSION_BASE, config_path=CONFIG_DIR, config_name="promote")
 def main(cfg: DictConfig) -> None:
     gate = PromotionGate(**plain(cfg.promotion))
+    # judged on the data (path, features, labels) the challenger learned from unless set on the command line
+    cfg = remember_training_data(use_source_names(cfg), str(cfg.model.registered_name), alias="challenger")
     decision = run_promote(
         **model_job_args(cfg),
         gate=gate,

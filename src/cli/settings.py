@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bankseg.data.schema import DEFAULT_AUM_PRODUCTS, DEFAULT_LOAN_PRODUCTS
 from bankseg.features.labels import LabelSettings
@@ -80,8 +81,36 @@ def data_config(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str
     return data
 
 
+def data_source(cfg: DictConfig) -> str:
+    """The data source a job works on: the data config's name (tags runs and registered versions)."""
+    return str(cfg.data.name)
+
+
+def registered_names(cfg: DictConfig) -> dict[str, str]:
+    """Registered model names (personas, churn, conversion, upgrade, segmenter) of the job's data source."""
+    from bankseg.models.registry import source_model_names
+
+    return source_model_names(str(cfg.registry.prefix))
+
+
+def use_source_names(cfg: DictConfig) -> DictConfig:
+    """Rename ``model`` / ``models.*`` ``registered_name`` for the data source (``registry.prefix``), in place.
+
+    The logged config then shows the name the model is really registered under.
+    """
+    from bankseg.models.registry import source_model_name
+
+    nodes = [cfg.model] if "model" in cfg else []
+    nodes += list(cfg.models.values()) if "models" in cfg else []
+    with open_dict(cfg):
+        for node in nodes:
+            node.registered_name = source_model_name(str(node.registered_name), str(cfg.registry.prefix))
+    return cfg
+
+
 def model_job_args(cfg: DictConfig) -> dict[str, Any]:
     """The arguments train, tune and promote share: the model, its data, features, labels, dates, store."""
+    use_source_names(cfg)
     return {
         "model_cfg": plain(cfg.model),
         "data_cfg": data_config(cfg),
@@ -92,3 +121,61 @@ def model_job_args(cfg: DictConfig) -> dict[str, Any]:
         "config": plain(cfg),
         "features_path": cfg.features_path,
     }
+
+
+# The parts of a training run's config that say what data the model learned from (and how its rows were built).
+REMEMBERED_NODES = ("data", "features", "labels", "as_of", "holdout_fraction")
+CONFIG_GROUPS = ("data", "features", "labels")  # `data=berka` chooses a config; `data.path=X` sets a value
+
+
+def remember_training_data(cfg: DictConfig, registered: str | Sequence[str], *, alias: str | None = "champion",
+                           version: str | None = None, overrides: list[str] | None = None) -> DictConfig:
+    """``cfg`` with data, feature, label and split settings taken from the training run of a registered model.
+
+    ``registered`` may list several names: the first that has the version asked for is used.
+
+    So ``bankseg-export`` after ``bankseg-train data.path=X`` reads X again. Only settings the job's own config
+    has are taken, and anything set on the command line (``overrides``, default: this job's) still wins. Returns
+    ``cfg`` unchanged when the model is not registered yet (the job then reports that itself); raises ValueError
+    when the run was trained on another data source than ``data=`` names.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from bankseg.models.registry import find_version
+    from bankseg.models.tracking import configure_tracking, logged_config
+
+    configure_tracking(**plain(cfg.mlflow))
+    candidates = [registered] if isinstance(registered, str) else list(registered)
+    found = [(name, find_version(name, alias) if version is None else mlflow_version(name, version))
+             for name in candidates]
+    found = [(name, mv) for name, mv in found if mv is not None and mv.run_id]
+    if not found:
+        return cfg
+    name, mv = found[0]
+    recorded = logged_config(mv.run_id)
+    source = (recorded.get("data") or {}).get("name")
+    if source is not None and source != cfg.data.name:
+        raise ValueError(f"{name} version {mv.version} was trained on data source {source!r}, not "
+                         f"{cfg.data.name!r}: choose data={source} or another registry.prefix")
+    with open_dict(cfg):
+        for node in REMEMBERED_NODES:
+            if node in cfg and node in recorded:
+                cfg[node] = recorded[node]
+        given = OverridesParser.create().parse_overrides(command_line_overrides() if overrides is None else overrides)
+        for override in given:
+            key = override.key_or_group
+            if key.split(".")[0] in REMEMBERED_NODES and ("." in key or key not in CONFIG_GROUPS) \
+                    and not override.is_delete():
+                OmegaConf.update(cfg, override.key_or_group, override.value(), merge=False, force_add=True)
+    return cfg
+
+
+def mlflow_version(registered: str, version: str):
+    """One version of a registered model (MLflow's record), or None when there is no such version."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.MlflowClient().get_model_version(registered, str(version))
+    except MlflowException:
+        return None

@@ -16,7 +16,15 @@ import pandas as pd
 from bankseg.data.io import dataset_fingerprint
 from bankseg.features.build import build_feature_table
 from bankseg.models.pyfunc import model_requirements, unwrap
-from bankseg.models.registry import MODEL_NAMES, SEGMENTER_MODEL, load_model, register_model, resolve_version
+from bankseg.models.registry import (
+    MODEL_NAMES,
+    SEGMENTER_MODEL,
+    TAG_DATA_SOURCE,
+    check_same_source,
+    load_model,
+    register_model,
+    resolve_version,
+)
 from bankseg.models.tracking import configure_tracking, log_frame, start_job_run
 from bankseg.scoring.segmenter import (
     PROPENSITY_MODELS,
@@ -41,10 +49,11 @@ class ExportResult:
     model_versions: dict[str, str]
     reference_as_of: str
     n_reference: int
+    name: str = SEGMENTER_MODEL
 
     def render(self) -> str:
         used = ", ".join(f"{k} v{v}" for k, v in self.model_versions.items())
-        return (f"{SEGMENTER_MODEL} version {self.version} (run {self.run_id}) from {used}; reference population "
+        return (f"{self.name} version {self.version} (run {self.run_id}) from {used}; reference population "
                 f"as of {self.reference_as_of}: {self.n_reference} customers")
 
 
@@ -66,14 +75,19 @@ def latest_training_as_of(run_id: str) -> pd.Timestamp:
     return max(pd.Timestamp(d) for d in plan["train"])
 
 
-def load_source_models(alias: str) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
-    """The estimators behind ``alias`` of the four models: (estimators, versions, training run ids)."""
-    estimators, versions, runs = {}, {}, {}
-    for model in SOURCE_MODELS:
-        version = resolve_version(MODEL_NAMES[model], alias)
-        estimators[model] = unwrap(load_model(MODEL_NAMES[model], alias))
-        versions[model] = str(version.version)
-        runs[model] = version.run_id
+def load_source_models(alias: str, names: Mapping[str, str] | None = None, data_source: str | None = None,
+                       ) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """The estimators behind ``alias`` of the four models: (estimators, versions, training run ids).
+
+    ``names`` maps each model to its registered name (default: the simulated bank's, :data:`MODEL_NAMES`).
+    Raises ValueError when the versions were trained on different data sources, or not on ``data_source``.
+    """
+    names = dict(names or MODEL_NAMES)
+    found = {model: resolve_version(names[model], alias) for model in SOURCE_MODELS}
+    check_same_source({f"{names[m]} v{mv.version}": mv for m, mv in found.items()}, expected=data_source)
+    estimators = {model: unwrap(load_model(names[model], alias)) for model in SOURCE_MODELS}
+    versions = {model: str(mv.version) for model, mv in found.items()}
+    runs = {model: mv.run_id for model, mv in found.items()}
     return estimators, versions, runs
 
 
@@ -88,17 +102,23 @@ def run_export(
     source_alias: str = "champion",
     reference_as_of: str | None = None,
     drift_cfg: Mapping[str, Any] | None = None,
+    model_names: Mapping[str, str] | None = None,
+    data_source: str | None = None,
 ) -> ExportResult:
     """Load the four models at ``source_alias``, assemble the segmenter, log and register it (alias challenger).
 
     ``model_cfgs`` maps churn / conversion / upgrade to their model configs (``bands``, ``reason_codes`` with its
     ``dictionary.groups``). The reference population is the feature table of ``data_path`` as of
     ``reference_as_of`` (default: the latest training as_of of the churn model's training run).
+    ``model_names`` are the registered names of the data source ``data_source`` (default: the simulated bank's
+    bankseg-personas ... bankseg-segmenter); the segmenter is registered under ``model_names["segmenter"]``,
+    tagged with the source it serves.
     """
     drift_cfg = dict(drift_cfg or {})
     configure_tracking(**mlflow_cfg)
     rules = load_segment_rules(segments_cfg)
-    estimators, versions, runs = load_source_models(source_alias)
+    names = dict(model_names or MODEL_NAMES)
+    estimators, versions, runs = load_source_models(source_alias, names, data_source)
     as_of = pd.Timestamp(reference_as_of) if reference_as_of else latest_training_as_of(runs["churn"])
     kwargs = {**feature_kwargs, "engine": "pandas"}
     kwargs.pop("spark_master", None)
@@ -118,7 +138,8 @@ def run_export(
         drift_top_features=int(drift_cfg.get("top_features", 5)),
         drift_sample=int(drift_cfg.get("sample", 5000)),
     )
-    return log_segmenter(segmenter, reference, config, dataset_fingerprint(data_path), runs)
+    return log_segmenter(segmenter, reference, config, dataset_fingerprint(data_path), runs,
+                         name=names["segmenter"], data_source=data_source)
 
 
 def log_segmenter(
@@ -127,8 +148,10 @@ def log_segmenter(
     config: Mapping[str, Any],
     fingerprint: str | None,
     source_runs: Mapping[str, str] | None = None,
+    name: str = SEGMENTER_MODEL,
+    data_source: str | None = None,
 ) -> ExportResult:
-    """Log the segmenter as a pyfunc model with its explicit signature, register it and return the version.
+    """Log the segmenter as a pyfunc model with its explicit signature, register it as ``name`` and return the version.
 
     No input example is logged: it would put customers' rows into MLflow's artifacts (privacy).
     """
@@ -136,7 +159,8 @@ def log_segmenter(
     example = segmenter_input(reference.head(20), parts.input_columns)
     signature = mlflow.models.ModelSignature(inputs=input_signature_schema(example), outputs=output_schema())
     tags = {f"bankseg.{m}_version": v for m, v in parts.model_versions.items()}
-    with start_job_run("export", config, fingerprint, tags=tags) as run:
+    served = {TAG_DATA_SOURCE: data_source} if data_source else {}
+    with start_job_run("export", config, fingerprint, tags={**tags, **served}) as run:
         mlflow.log_dict(parts.model_versions, "model_versions.json")
         mlflow.log_dict(parts.drift_reference, "drift_reference.json")
         mlflow.log_dict(parts.rfm_bins.to_dict(), "rfm_bins.json")
@@ -147,8 +171,8 @@ def log_segmenter(
             name="segmenter", python_model=segmenter, signature=signature,
             pip_requirements=model_requirements(),
         )
-        version = register_model(info.model_uri, SEGMENTER_MODEL, tags={"bankseg.run_id": run.info.run_id})
+        version = register_model(info.model_uri, name, tags={"bankseg.run_id": run.info.run_id, **served})
         return ExportResult(
-            version=str(version.version), run_id=run.info.run_id, model_versions=dict(parts.model_versions),
+            name=name, version=str(version.version), run_id=run.info.run_id, model_versions=dict(parts.model_versions),
             reference_as_of=str(parts.drift_reference.get("as_of")), n_reference=len(reference),
         )

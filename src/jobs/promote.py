@@ -21,7 +21,14 @@ from bankseg.features.labels import LabelSettings
 from bankseg.jobs.train import load_model_data
 from bankseg.models import metrics as m
 from bankseg.models.pyfunc import predict_frame, unwrap
-from bankseg.models.registry import PromotionDecision, PromotionGate, promote
+from bankseg.models.registry import (
+    CHALLENGER,
+    PromotionDecision,
+    PromotionGate,
+    check_same_source,
+    promote,
+    resolve_version,
+)
 from bankseg.models.tracking import configure_tracking, start_job_run
 
 log = logging.getLogger(__name__)
@@ -69,8 +76,15 @@ def run_promote(
     features_path: Path | None = None,
     holdout_fraction: float = 0.2,
 ) -> PromotionDecision:
-    """Score challenger and champion of ``model_cfg['registered_name']`` on the OOT frame and apply ``gate``."""
+    """Score challenger and champion of ``model_cfg['registered_name']`` on the OOT frame and apply ``gate``.
+
+    Refused (ValueError) when the challenger was trained on another data source than ``data_cfg`` describes,
+    or champion and challenger on different sources.
+    """
     configure_tracking(**mlflow_cfg)
+    registered = model_cfg["registered_name"]
+    challenger = resolve_version(registered, CHALLENGER)
+    check_same_source({f"challenger v{challenger.version}": challenger}, expected=data_cfg.get("name"))
     # only the evaluation rows are needed: one training date keeps the feature build small
     data = load_model_data(
         data_cfg, feature_kwargs=feature_kwargs, label_settings=label_settings,

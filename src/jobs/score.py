@@ -28,6 +28,7 @@ def score_job(
     spark_master: str,
     chunk_customers: int | None = None,
     progress: bool = True,
+    segmenter_name: str | None = None,
 ) -> ScoreResult:
     """Run :func:`bankseg.scoring.score.run_score` with the ``scoring`` config group's settings.
 
@@ -55,4 +56,5 @@ def score_job(
         spark_master=spark_master,
         n_examples=int(scoring_cfg.get("n_examples", 5)),
         progress=progress,
+        segmenter_name=segmenter_name,
     )

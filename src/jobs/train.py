@@ -32,7 +32,7 @@ from bankseg.models.pyfunc import (
     model_requirements,
     to_model_input,
 )
-from bankseg.models.registry import register_model
+from bankseg.models.registry import TAG_DATA_SOURCE, register_model
 from bankseg.models.tracking import configure_tracking, log_frame, log_metrics_by_split, start_job_run
 
 log = logging.getLogger(__name__)
@@ -327,7 +327,8 @@ def run_train(
     kind, name = model_cfg["kind"], model_cfg["name"]
     registered = model_cfg["registered_name"]
 
-    with start_job_run("train", config, data.fingerprint, tags={"bankseg.model": name}) as run:
+    source = {TAG_DATA_SOURCE: str(data_cfg.get("name", "unnamed"))}
+    with start_job_run("train", config, data.fingerprint, tags={"bankseg.model": name, **source}) as run:
         mlflow.log_dict(data.description, "data_split.json")
         if kind == "personas":
             if data.eval_split != "oot":
@@ -361,7 +362,8 @@ def run_train(
         )
         version = None
         if register:
-            version = str(register_model(info.model_uri, registered, tags={"bankseg.run_id": run.info.run_id}).version)
+            version = str(register_model(info.model_uri, registered, tags={"bankseg.run_id": run.info.run_id,
+                                                                           **source}).version)
         log.info("%s: %s", name, ", ".join(f"{k}={v:.4f}" for k, v in sorted(flat.items())))
     result = TrainResult(name, run.info.run_id, flat, registered if register else None, version, tables)
     if report is not None and kind == "propensity" and version is not None and data.eval_split == "oot":

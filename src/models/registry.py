@@ -40,6 +40,10 @@ MODEL_NAMES: dict[str, str] = {
 }
 CHALLENGER = "challenger"
 CHAMPION = "champion"
+#: The registry prefix of the simulated default (conf/data/synthetic.yaml registry_prefix): the plain names above.
+DEFAULT_PREFIX = "bankseg"
+#: Model-version and run tag naming the data source (the data config's name) a model was trained on or serves.
+TAG_DATA_SOURCE = "bankseg.data_source"
 
 _NOT_FOUND = {ErrorCode.Name(RESOURCE_DOES_NOT_EXIST), ErrorCode.Name(INVALID_PARAMETER_VALUE)}
 
@@ -54,6 +58,41 @@ def registered_name(model: str) -> str:
         return MODEL_NAMES[model]
     except KeyError:
         raise ValueError(f"unknown model {model!r}; expected one of {sorted(MODEL_NAMES)}") from None
+
+
+def source_model_name(name: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """A registered name of one data source: ``bankseg-churn`` under prefix ``bankseg-berka`` -> ``bankseg-berka-churn``.
+
+    ``name`` is a plain name (:data:`MODEL_NAMES`, a model config's ``registered_name``); the default prefix
+    keeps it unchanged, so the simulated bank registers ``bankseg-churn`` and every other source its own names.
+    """
+    if not prefix:
+        raise ValueError("registry.prefix is empty: models of different data sources would share names")
+    if name.startswith(f"{prefix}-"):  # already this source's name
+        return name
+    return f"{prefix}-{name.removeprefix(DEFAULT_PREFIX + '-')}"
+
+
+def source_model_names(prefix: str = DEFAULT_PREFIX) -> dict[str, str]:
+    """:data:`MODEL_NAMES` for the data source with registry ``prefix``."""
+    return {model: source_model_name(name, prefix) for model, name in MODEL_NAMES.items()}
+
+
+def check_same_source(versions: Mapping[str, ModelVersion], expected: str | None = None) -> str | None:
+    """The one data source that every version was trained on (its :data:`TAG_DATA_SOURCE` tag).
+
+    Raises ValueError naming each version's source when they differ, or differ from ``expected``; versions
+    registered before the tag existed are not judged. Returns the common source (or ``expected``).
+    """
+    sources = {label: (mv.tags or {}).get(TAG_DATA_SOURCE) for label, mv in versions.items()}
+    known = {label: source for label, source in sources.items() if source}
+    found = set(known.values()) | ({expected} if expected else set())
+    if len(found) > 1:
+        listed = ", ".join(f"{label} on {source!r}" for label, source in known.items())
+        wanted = f" (this job's data: {expected!r})" if expected else ""
+        raise ValueError(f"models trained on different data sources cannot be compared or combined: {listed}"
+                         f"{wanted}; give each source its own registry.prefix (the default: its data config's name)")
+    return next(iter(found), None)
 
 
 def version_uri(name: str, version: str | int) -> str:
@@ -197,7 +236,8 @@ def promote(
     ``evaluate`` receives a version URI (``models:/<name>/<version>``) and returns the gate's metric; the caller
     makes it score on one fixed out-of-time set so the two versions are compared on the same data. Cases: no
     champion -> the challenger becomes champion; challenger already champion -> nothing moves; otherwise
-    the gate decides. The comparison goes to the active MLflow run if there is one (so ``bankseg-promote`` can
+    the gate decides; challenger and champion trained on different data sources are refused (ValueError).
+    The comparison goes to the active MLflow run if there is one (so ``bankseg-promote`` can
     wrap it in :func:`~bankseg.models.tracking.start_job_run`), else to a new run ``promote-<name>``:
     params ``promotion.*``, metrics ``promotion/challenger_<metric>``, ``promotion/champion_<metric>``,
     ``promotion/gain``, ``promotion/promoted``, tag ``promotion.decision``, artifact ``promotion.json``. The
@@ -208,6 +248,8 @@ def promote(
     client = mlflow.MlflowClient()
     challenger = resolve_version(name, challenger_alias)
     champion = find_version(name, champion_alias)
+    if champion is not None:
+        check_same_source({f"challenger v{challenger.version}": challenger, f"champion v{champion.version}": champion})
     challenger_score = _score(evaluate, name, challenger.version, "challenger")
 
     champion_score: float | None = None

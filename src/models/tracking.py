@@ -295,3 +295,10 @@ def log_frame(frame: pd.DataFrame, artifact_path: str) -> None:
             frame.to_parquet(local, index=False)
         parent = path.parent.as_posix()
         mlflow.log_artifact(str(local), artifact_path=None if parent in ("", ".") else parent)
+
+
+def logged_config(run_id: str) -> dict[str, Any]:
+    """The resolved job config a run logged (``config.yaml``, written by :func:`start_job_run`)."""
+    import yaml
+
+    return yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml")) or {}

@@ -382,13 +382,15 @@ def run_score(
     spark_master: str = "local[2]",
     n_examples: int = 5,
     progress: bool = True,
+    segmenter_name: str | None = None,
 ) -> ScoreResult:
     """Score every customer as of ``as_of`` with the registered segmenter and publish the run folder.
 
     ``data_path`` is a dataset folder (validated, then features built in buckets) or ``features_path`` a
     precomputed feature table. ``model_version`` (if given) wins over ``model_alias``. ``previous`` is an
     earlier run folder: migration tables between the two go into ``migration.parquet`` and the summary.
-    ``engine="spark"`` runs features and scoring on Spark (:mod:`bankseg.scoring.spark`).
+    ``engine="spark"`` runs features and scoring on Spark (:mod:`bankseg.scoring.spark`). ``segmenter_name`` is
+    the data source's segmenter (default bankseg-segmenter, the simulated bank's).
     """
     import mlflow
 
@@ -409,8 +411,9 @@ def run_score(
     feature_kwargs = dict(feature_kwargs or {})
     settings = FeatureSettings(**{k: v for k, v in feature_kwargs.items() if k in FeatureSettings.__dataclass_fields__})
     configure_tracking(**mlflow_cfg)
-    version = str(model_version) if model_version is not None else str(resolve_version(SEGMENTER_MODEL, model_alias).version)
-    model_uri = version_uri(SEGMENTER_MODEL, version)
+    name = segmenter_name or SEGMENTER_MODEL
+    version = str(model_version) if model_version is not None else str(resolve_version(name, model_alias).version)
+    model_uri = version_uri(name, version)
     model = mlflow.pyfunc.load_model(model_uri)
     segmenter = model.unwrap_python_model()
     run_tag = uuid.uuid4().hex[:12]
