@@ -8,7 +8,14 @@ import hydra
 from omegaconf import DictConfig
 
 from bankseg.cli import CONFIG_DIR, HYDRA_VERSION_BASE
-from bankseg.cli.settings import feature_kwargs_from, label_settings_from, plain
+from bankseg.cli.settings import (
+    data_config,
+    feature_kwargs_from,
+    label_settings_from,
+    plain,
+    remember_training_data,
+    use_source_names,
+)
 from bankseg.jobs.report import ReportResult, run_model_report, run_segment_report
 from bankseg.reports.model_report import ModelReportSettings
 from bankseg.reports.segment_report import SegmentReportSettings
@@ -19,6 +26,10 @@ def report_job(cfg: DictConfig) -> ReportResult:
     """Build the report ``cfg.report`` asks for (the console script's work; tests call it with a composed cfg)."""
     mlflow_cfg = plain(cfg.mlflow) if cfg.log_to_mlflow else None
     if cfg.report == "model":
+        # the data, features and labels the reported version learned from, unless set on the command line
+        version = None if cfg.version is None else str(cfg.version)
+        cfg = remember_training_data(use_source_names(cfg), str(cfg.model.registered_name),
+                                     alias=None if version else str(cfg.alias), version=version)
         return run_model_report(
             model_cfg=plain(cfg.model),
             data_path=cfg.data.path,
@@ -33,6 +44,7 @@ def report_job(cfg: DictConfig) -> ReportResult:
             personas_model=cfg.personas_model,
             log_to_mlflow=bool(cfg.log_to_mlflow),
             features_path=cfg.features_path,
+            data_cfg=data_config(cfg),
         )
     if cfg.report == "segments":
         if cfg.scoring_dir is None:

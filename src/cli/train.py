@@ -6,7 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from bankseg.cli import CONFIG_DIR, HYDRA_VERSION_BASE
-from bankseg.cli.settings import model_job_args, plain
+from bankseg.cli.settings import model_job_args, plain, registered_names
 from bankseg.jobs.train import run_train
 
 
@@ -16,7 +16,8 @@ def _report_request(cfg: DictConfig) -> dict | None:
         return None
     from bankseg.reports.model_report import ModelReportSettings
 
-    return {"settings": ModelReportSettings.from_dict(plain(cfg.reports.model)), "out_dir": cfg.report_dir}
+    return {"settings": ModelReportSettings.from_dict(plain(cfg.reports.model)), "out_dir": cfg.report_dir,
+            "personas_model": registered_names(cfg)["personas"]}
 
 
 @hydra.main(version_base=HYDRA_VERSION_BASE, config_path=CONFIG_DIR, config_name="train")

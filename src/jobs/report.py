@@ -72,16 +72,17 @@ def run_model_report(
     log_to_mlflow: bool = True,
     frame: pd.DataFrame | None = None,
     features_path: Path | str | None = None,
+    data_cfg: Mapping[str, Any] | None = None,
+    data_fingerprint: str | None = None,
 ) -> ReportResult:
     """The model review report of ``model_cfg``'s registered model (by ``alias`` or ``version``).
 
-    ``frame`` skips rebuilding the training frame (a caller that has it, like the training job);
-    ``features_path`` (a bankseg-features output holding the run's as_of dates) reads it instead of rebuilding
-    it from ``data_path``: at a million customers the rebuild costs far more than the report itself.
+    ``frame`` skips rebuilding the training frame (a caller that has it, like the training job, which also gives
+    its ``data_fingerprint``); ``features_path`` (a bankseg-features output holding the run's as_of dates) reads
+    it instead of rebuilding it from ``data_path``: at a million customers the rebuild costs far more than the
+    report itself. A model of a flat source (``data_cfg`` with ``kind: flat``) is judged on the stratified
+    hold-out its run recorded, rebuilt from ``data_cfg`` with the same fraction and seed.
     """
-    from bankseg.data.io import dataset_fingerprint
-    from bankseg.jobs.train import build_training_frame
-    from bankseg.models.oot_split import AsOfPlan
     from bankseg.models.tracking import configure_tracking
 
     started = time.perf_counter()
@@ -93,17 +94,42 @@ def run_model_report(
     if version is not None:
         alias = None
     run = load_registered_run(registered, alias=alias, version=version)
-    data_path = Path(data_path)
     if frame is None:
-        plan = AsOfPlan(tuple(pd.Timestamp(d) for d in run.as_of_plan["train"]), pd.Timestamp(run.as_of_plan["oot"]))
-        frame = build_training_frame(data_path, plan, dict(feature_kwargs), label_settings,
-                                     None if features_path is None else Path(features_path))
+        frame, data_fingerprint = rebuild_training_frame(run, data_cfg or {"path": str(data_path)}, feature_kwargs,
+                                                         label_settings, features_path)
     challengers = _other_alias(run, registered) if compare else {}
     persona_model = _persona_champion(personas_model) if personas_model else None
     out_path = Path(out_dir) / run.model / "model_report.html"
     path = build_model_report(run, frame, settings, out_path, challengers=challengers, persona_model=persona_model,
-                              data_fingerprint=dataset_fingerprint(data_path), log_to_mlflow=log_to_mlflow)
+                              data_fingerprint=data_fingerprint, log_to_mlflow=log_to_mlflow)
     return ReportResult(path, time.perf_counter() - started, run.run_id if log_to_mlflow else None)
+
+
+def rebuild_training_frame(run: ModelRun, data_cfg: Mapping[str, Any], feature_kwargs: Mapping[str, Any],
+                           label_settings: LabelSettings, features_path: Path | str | None = None,
+                           ) -> tuple[pd.DataFrame, str]:
+    """The rows ``run`` was trained and judged on, and the fingerprint of the data they were rebuilt from.
+
+    Dated data: the run's as_of plan rebuilt from ``data_cfg["path"]`` (or read from ``features_path``). A flat
+    source: its file split again with the hold-out fraction and seed the run logged.
+    """
+    from bankseg.data.io import dataset_fingerprint
+    from bankseg.jobs.train import build_training_frame, load_model_data
+    from bankseg.models.oot_split import AsOfPlan
+
+    if run.holdout:
+        if data_cfg.get("kind") != "flat":
+            raise ValueError(f"run {run.run_id} was validated on a hold-out of a flat source; give its data config "
+                             f"(data=<name>), not only a path")
+        data = load_model_data(dict(data_cfg), feature_kwargs=dict(feature_kwargs), label_settings=label_settings,
+                               as_of_cfg={}, holdout_fraction=float(run.holdout["fraction"]),
+                               seed=int(run.holdout.get("seed", 0)))
+        return data.frame, data.fingerprint
+    plan = AsOfPlan(tuple(pd.Timestamp(d) for d in run.as_of_plan["train"]), pd.Timestamp(run.as_of_plan["oot"]))
+    data_path = Path(data_cfg["path"])
+    frame = build_training_frame(data_path, plan, dict(feature_kwargs), label_settings,
+                                 None if features_path is None else Path(features_path))
+    return frame, dataset_fingerprint(data_path)
 
 
 def _other_alias(run: ModelRun, registered: str) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from bankseg.models.pyfunc import (
     model_requirements,
     to_model_input,
 )
-from bankseg.models.registry import TAG_DATA_SOURCE, register_model
+from bankseg.models.registry import PERSONAS_MODEL, TAG_DATA_SOURCE, register_model
 from bankseg.models.tracking import configure_tracking, log_frame, log_metrics_by_split, start_job_run
 
 log = logging.getLogger(__name__)
@@ -315,8 +315,9 @@ def run_train(
 ) -> TrainResult:
     """Train, evaluate, log and (optionally) register the model described by ``model_cfg``.
 
-    ``report`` (``{"settings": ModelReportSettings, "out_dir": folder}``) also builds the model review report of
-    a registered propensity model trained out of time, from the frame already in memory.
+    ``report`` (``{"settings": ModelReportSettings, "out_dir": folder, "personas_model": name}``) also builds the
+    model review report of a registered propensity model (judged out of time, or on a flat source's hold-out)
+    from the frame already in memory.
     """
     configure_tracking(**mlflow_cfg)
     data = load_model_data(
@@ -366,13 +367,14 @@ def run_train(
                                                                            **source}).version)
         log.info("%s: %s", name, ", ".join(f"{k}={v:.4f}" for k, v in sorted(flat.items())))
     result = TrainResult(name, run.info.run_id, flat, registered if register else None, version, tables)
-    if report is not None and kind == "propensity" and version is not None and data.eval_split == "oot":
+    if report is not None and kind == "propensity" and version is not None:
         from bankseg.jobs.report import run_model_report
 
         built = run_model_report(
             model_cfg=model_cfg, data_path=Path(data_cfg["path"]), feature_kwargs=feature_kwargs,
             label_settings=label_settings, mlflow_cfg=mlflow_cfg, settings=report["settings"],
-            out_dir=report["out_dir"], version=version, frame=frame,
+            out_dir=report["out_dir"], version=version, frame=frame, data_fingerprint=data.fingerprint,
+            personas_model=report.get("personas_model", PERSONAS_MODEL),
         )
         result.report_path = built.path
     return result

@@ -44,8 +44,9 @@ from bankseg.reports import plots
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "oot")
-SPLIT_NAMES = {"train": "Training", "val": "Validation (early stopping)", "oot": "Out-of-time"}
+SPLITS = ("train", "val", "cv", "oot", "test")
+SPLIT_NAMES = {"train": "Training", "val": "Validation (early stopping)", "cv": "Cross-validation folds",
+               "oot": "Out-of-time", "test": "Stratified hold-out"}
 # Metrics shown first, in this order; any other logged metric of a split follows alphabetically.
 METRIC_ORDER = ("auc", "auc_low_95", "auc_high_95", "gini", "ks", "pr_auc", "lift_10", "capture_10", "brier",
                 "base_rate", "n")
@@ -82,6 +83,14 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("fairness", "Disparate impact of top-decile selection by age band and gender (80% rule)"),
     ("comparison", "Champion against challenger on the same out-of-time data"),
 )
+
+
+def report_sections(eval_split: str = "oot") -> tuple[tuple[str, str], ...]:
+    """:data:`SECTIONS` for a model judged on ``eval_split``: ``test`` (a flat source's hold-out) says so."""
+    if eval_split == "oot":
+        return SECTIONS
+    return tuple((key, title.replace("training, validation and out-of-time", "training, validation and hold-out")
+                  .replace("out-of-time", "stratified hold-out")) for key, title in SECTIONS)
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,16 @@ class ModelRun:
     version: str | None = None
     aliases: tuple[str, ...] = ()
     lead_time: pd.DataFrame | None = None  # the run's tables/oot_lead_time.csv (simulated churn only)
+    holdout: dict[str, Any] | None = None  # a flat source's stratified hold-out (fraction, seed, n_test ...)
+
+    @property
+    def eval_split(self) -> str:
+        """The rows the model is judged on: ``oot`` (a later as_of) or ``test`` (a flat source's hold-out)."""
+        return "test" if self.holdout else "oot"
+
+    @property
+    def eval_name(self) -> str:
+        return "hold-out" if self.holdout else "out-of-time"
 
     @property
     def label(self) -> str:
@@ -171,7 +190,7 @@ def read_model_run(run_id: str, estimator, *, registered_name: str | None = None
     client = mlflow.MlflowClient()
     run = client.get_run(run_id)
     config = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml")) or {}
-    plan = _as_of_plan(client, run_id)
+    split = _data_split(client, run_id)
     model = (config.get("model") or {}).get("name") or run.data.tags.get("bankseg.model", "model")
     logged = {a.path for a in client.list_artifacts(run_id, "tables")}
     lead = None
@@ -181,24 +200,24 @@ def read_model_run(run_id: str, estimator, *, registered_name: str | None = None
         lead = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{run_id}/tables/oot_lead_time.csv")))
     return ModelRun(
         model=model, run_id=run_id, estimator=estimator, metrics=dict(run.data.metrics), config=config,
-        as_of_plan=plan, tags=dict(run.data.tags), registered_name=registered_name, version=version,
+        as_of_plan=split.get("as_of_plan") or {}, holdout=split.get("holdout"), tags=dict(run.data.tags), registered_name=registered_name, version=version,
         aliases=tuple(aliases), lead_time=lead,
     )
 
 
-def _as_of_plan(client, run_id: str) -> dict[str, Any]:
-    """The run's as_of plan: ``data_split.json``'s ``as_of_plan`` (or the older ``as_of_plan.json``)."""
+def _data_split(client, run_id: str) -> dict[str, Any]:
+    """How the run split its rows: ``data_split.json`` (``as_of_plan``, or a flat source's ``holdout``)."""
     import mlflow
 
     names = {a.path for a in client.list_artifacts(run_id)}
     if "data_split.json" in names:
         split = mlflow.artifacts.load_dict(f"runs:/{run_id}/data_split.json")
-        if "as_of_plan" not in split:
-            raise ValueError(f"run {run_id} was not trained on dated data (its split is {sorted(split)}): the model "
-                             "review report needs training as_of dates and an out-of-time date")
-        return split["as_of_plan"]
+        if "as_of_plan" not in split and "holdout" not in split:
+            raise ValueError(f"run {run_id} logged neither training as_of dates nor a hold-out (its split is "
+                             f"{sorted(split)}): nothing to validate the model on")
+        return split
     if "as_of_plan.json" in names:
-        return mlflow.artifacts.load_dict(f"runs:/{run_id}/as_of_plan.json")
+        return {"as_of_plan": mlflow.artifacts.load_dict(f"runs:/{run_id}/as_of_plan.json")}
     raise ValueError(f"run {run_id} logged no as_of plan (data_split.json or as_of_plan.json)")
 
 
@@ -315,18 +334,19 @@ def _fmt_metric(name: str, value: float) -> str:
 
 
 def _metric_table(metrics: Mapping[str, float]) -> str:
-    """The logged metrics, one row per metric and one column per split; cells carry the exact value."""
+    """The logged metrics, one row per metric and one column per split logged; cells carry the exact value."""
     by_split: dict[str, dict[str, float]] = {s: {} for s in SPLITS}
     for key, value in metrics.items():
         split, _, name = key.partition("/")
         if split in by_split and name:
             by_split[split][name] = value
-    names = [n for n in METRIC_ORDER if any(n in by_split[s] for s in SPLITS)]
-    names += sorted({n for s in SPLITS for n in by_split[s]} - set(names))
+    shown = [s for s in SPLITS if by_split[s]]
+    names = [n for n in METRIC_ORDER if any(n in by_split[s] for s in shown)]
+    names += sorted({n for s in shown for n in by_split[s]} - set(names))
     rows = []
     for name in names:
         row: list[h.Cell | str] = [h.Cell(METRIC_NAMES.get(name, name)), h.Cell(name)]
-        for split in SPLITS:
+        for split in shown:
             if name in by_split[split]:
                 value = by_split[split][name]
                 row.append(h.Cell(_fmt_metric(name, value), {"data-metric": f"{split}/{name}",
@@ -334,7 +354,7 @@ def _metric_table(metrics: Mapping[str, float]) -> str:
             else:
                 row.append(h.Cell("–"))
         rows.append(row)
-    return h.cell_table(["Metric", "MLflow key", *(SPLIT_NAMES[s] for s in SPLITS)], rows, table_id="metrics-table")
+    return h.cell_table(["Metric", "MLflow key", *(SPLIT_NAMES[s] for s in shown)], rows, table_id="metrics-table")
 
 
 # ------------------------------------------------------------------------------------------- the report
@@ -343,20 +363,23 @@ def model_report(run: ModelRun, frame: pd.DataFrame, settings: ModelReportSettin
                  data_fingerprint: str | None = None) -> h.Report:
     """The model review report as a :class:`~bankseg.reports.html.Report` (render it with ``html.render``).
 
-    ``frame`` is the run's training frame (``split`` = train / oot). ``challengers`` maps a label ("champion,
+    ``frame`` is the run's training frame (``split`` = train / oot, or train / test for a flat source's
+    stratified hold-out: every section then judges the hold-out and says so). ``challengers`` maps a label ("champion,
     version 3") to another fitted model scored on the same out-of-time rows. ``persona_model`` (a fitted
     :class:`bankseg.models.personas.PersonaModel`) enables the per-persona SHAP section. ``data_fingerprint`` is
     the fingerprint of the data the frame was rebuilt from (compared with the run's).
     """
     est = run.estimator
     target = est.target
-    missing = [c for c in ("customer_id", "as_of", "split", target) if c not in frame.columns]
+    dated = ("as_of",) if run.eval_split == "oot" else ()
+    missing = [c for c in ("customer_id", *dated, "split", target) if c not in frame.columns]
     if missing:
         raise ValueError(f"the training frame lacks {missing}")
     splits = set(frame["split"].unique())
-    if not {"train", "oot"} <= splits:
-        raise ValueError(f"the training frame needs train and oot rows, has splits {sorted(splits)}")
-    parts = {s: frame.loc[frame["split"] == s] for s in ("train", "oot")}
+    if not {"train", run.eval_split} <= splits:
+        raise ValueError(f"the training frame needs train and {run.eval_split} rows, has splits {sorted(splits)}")
+    # parts["oot"] holds the rows the model is judged on: out of time, or a flat source's stratified hold-out
+    parts = {"train": frame.loc[frame["split"] == "train"], "oot": frame.loc[frame["split"] == run.eval_split]}
     scores = {s: est.predict_proba(part) for s, part in parts.items()}
     labels = {s: _labels_of(part, target) for s, part in parts.items()}
     keep = {s: ~np.isnan(labels[s]) for s in parts}
@@ -371,10 +394,10 @@ def model_report(run: ModelRun, frame: pd.DataFrame, settings: ModelReportSettin
     names_en = {f: feature_label(f) for f in est.feature_names_}
     report = h.Report(
         title=f"Model review: {run.model} propensity ({run.registered_name or 'unregistered'}, {run.label})",
-        subtitle=f"Training run {run.run_id} · out-of-time as_of {run.as_of_plan.get('oot')} · "
-                 f"target {target}",
+        subtitle=f"Training run {run.run_id} · {_judged_on(run)} · target {target}",
     )
-    titles = dict(SECTIONS)
+    titles = dict(report_sections(run.eval_split))
+    judged = run.eval_name  # out-of-time | hold-out, in the texts below
 
     # ---- model card
     report.add(h.Section("model-card", titles["model-card"],
@@ -386,20 +409,23 @@ def model_report(run: ModelRun, frame: pd.DataFrame, settings: ModelReportSettin
     report.add(h.Section(
         "metrics", titles["metrics"],
         "Each number is the value logged to MLflow for this run. Higher AUC, Gini, KS and lift are better; a "
-        "lower Brier score is better. Out-of-time is the honest estimate: a later date than any training label.",
+        "lower Brier score is better. " + (
+            "Out-of-time is the honest estimate: a later date than any training label." if run.eval_split == "oot"
+            else "This source has no time axis: the honest estimate is the stratified hold-out, rows never used "
+                 "in training (nor for early stopping or calibration)."),
         (_metric_table(run.metrics),
-         h.paragraph("Validation is the early-stopping hold-out inside the training dates; only the metric "
+         h.paragraph("Validation is the early-stopping hold-out inside the training rows; only the metric "
                      "LightGBM watched there is recorded for it."),
          *_bound_and_lead_time(run))))
 
     # ---- ROC / PR
-    curves = {"Training": (y["train"], p["train"]), "Out-of-time": (y["oot"], p["oot"])}
+    curves = {"Training": (y["train"], p["train"]), judged.capitalize(): (y["oot"], p["oot"])}
     report.add(h.Section(
         "roc-pr", titles["roc-pr"],
         "The further a curve bows toward the top-left (ROC) or top-right (precision-recall), the better the "
         "model ranks customers; the dashed line is random ordering, the dotted lines the base rates.",
-        (h.figure(plots.roc_curves(curves, {"Training": auc["train"], "Out-of-time": auc["oot"]}), "ROC curve"),
-         h.figure(plots.pr_curves(curves, {"Training": ap["train"], "Out-of-time": ap["oot"]}),
+        (h.figure(plots.roc_curves(curves, {"Training": auc["train"], judged.capitalize(): auc["oot"]}), "ROC curve"),
+         h.figure(plots.pr_curves(curves, {"Training": ap["train"], judged.capitalize(): ap["oot"]}),
                   "Precision-recall curve"))))
 
     # ---- KS
@@ -408,7 +434,7 @@ def model_report(run: ModelRun, frame: pd.DataFrame, settings: ModelReportSettin
         "ks", titles["ks"],
         "Customers are sorted from highest to lowest score; the two curves show how fast positives and negatives "
         "are reached. KS is the widest gap between them (0 = no separation, 1 = perfect).",
-        (h.figure(plots.ks_plot(y["oot"], p["oot"], ks_oot, "KS plot, out-of-time"), "KS plot"),)))
+        (h.figure(plots.ks_plot(y["oot"], p["oot"], ks_oot, f"KS plot, {judged}"), "KS plot"),)))
 
     # ---- lift
     deciles = m.decile_table(y["oot"], p["oot"])
@@ -449,7 +475,7 @@ def model_report(run: ModelRun, frame: pd.DataFrame, settings: ModelReportSettin
 
     # ---- stability
     report.add(h.Section("stability", titles["stability"],
-                         "PSI compares how customers spread over bins in training and out-of-time: below 0.1 "
+                         f"PSI compares how customers spread over bins in training and {judged}: below 0.1 "
                          "stable, 0.1 to 0.25 a moderate shift worth watching, above 0.25 a major shift.",
                          tuple(_stability(parts, scores, run, top, names_en, settings))))
 
@@ -501,12 +527,12 @@ def model_report(run: ModelRun, frame: pd.DataFrame, settings: ModelReportSettin
         "fairness", titles["fairness"],
         "If the top-scored 10% were selected for action, what share of each group would be chosen? A group whose "
         "rate is under 80% of the most-selected group's fails the four-fifths rule and needs a business reason.",
-        tuple(_fairness(parts["oot"], scores["oot"], settings))))
+        tuple(_fairness(parts["oot"], scores["oot"], settings, judged))))
 
     # ---- champion / challenger
     report.add(h.Section(
         "comparison", titles["comparison"],
-        "Both models score the same out-of-time customers; the better model has the higher AUC, KS and lift and "
+        f"Both models score the same {judged} customers; the better model has the higher AUC, KS and lift and "
         "the lower Brier score. Promotion (bankseg-promote) applies the gate from the promotion config.",
         tuple(_comparison(run, parts["oot"], y["oot"], p["oot"], keep["oot"], challengers or {}))))
     return report
@@ -537,13 +563,12 @@ def _model_card(run: ModelRun, parts, y, settings: ModelReportSettings, fingerpr
         ("用途", purpose.get("zh", "–")),
         ("Target (label)", f"{est.target}: {definition_en or '–'}"),
         ("标签定义", definition_zh or "–"),
-        ("Training as_of dates", ", ".join(run.as_of_plan.get("train", []))),
-        ("Out-of-time as_of date", str(run.as_of_plan.get("oot"))),
+        *_validation_pairs(run),
         ("Feature windows (months before as_of)", ", ".join(map(str, windows)) if windows else "–"),
         ("Data fingerprint (at training)", fingerprint or "–"),
-        ("Rows (train / out-of-time)", f"{len(parts['train']):,} / {len(parts['oot']):,}"),
+        (f"Rows (train / {run.eval_name})", f"{len(parts['train']):,} / {len(parts['oot']):,}"),
         ("Labelled rows and positive rate (train)", f"{y['train'].size:,}, {y['train'].mean():.2%}"),
-        ("Labelled rows and positive rate (out-of-time)", f"{y['oot'].size:,}, {y['oot'].mean():.2%}"),
+        (f"Labelled rows and positive rate ({run.eval_name})", f"{y['oot'].size:,}, {y['oot'].mean():.2%}"),
         ("Algorithm", f"LightGBM, {getattr(est, 'best_iteration_', '?')} trees (the number early stopping chose), "
                       f"grown on {tree_rows:,} training rows, "
                       f"num_leaves {est.params_.get('num_leaves')}, max_depth {est.params_.get('max_depth')}, "
@@ -553,21 +578,20 @@ def _model_card(run: ModelRun, parts, y, settings: ModelReportSettings, fingerpr
         ("Training run", f"{run.run_id} (git {run.tags.get('mlflow.source.git.commit', 'unknown')[:10]})"),
     ]
     blocks = [h.key_values(pairs)]
-    logged = run.metrics.get("oot/auc")
+    logged, judged = run.metrics.get(f"{run.eval_split}/auc"), run.eval_name
     if logged is not None:
         if np.isclose(logged, auc["oot"], rtol=0, atol=1e-9):
             blocks.append(h.callout(
-                f"Rebuilt data check: the out-of-time AUC recomputed for this report ({auc['oot']:.4f}) equals the "
+                f"Rebuilt data check: the {judged} AUC recomputed for this report ({auc['oot']:.4f}) equals the "
                 "one logged at training, so the curves below describe the same data.", "good"))
         else:
             blocks.append(h.callout(
-                f"Rebuilt data check FAILED: the out-of-time AUC recomputed for this report ({auc['oot']:.4f}) "
+                f"Rebuilt data check FAILED: the {judged} AUC recomputed for this report ({auc['oot']:.4f}) "
                 f"differs from the one logged at training ({logged:.4f}); the data changed since training "
                 f"(fingerprint then {fingerprint or 'unknown'}, now {fingerprint_now or 'unknown'}). The metrics "
                 "table shows the logged values; the charts show today's data.", "bad"))
     limitations = list(settings.limitations)
-    limitations.append(f"Out-of-time validation uses a single later as_of date ({run.as_of_plan.get('oot')}); "
-                       "performance can drift further beyond it (see the stability section).")
+    limitations.append(_validation_limitation(run))
     if fingerprint_now is not None and fingerprint is not None and fingerprint_now != fingerprint:
         limitations.append("The dataset's fingerprint differs from the one recorded at training.")
     blocks += [h.heading("Limitations"), h.bullet_list(limitations)]
@@ -580,6 +604,39 @@ def _model_card(run: ModelRun, parts, y, settings: ModelReportSettings, fingerpr
     blocks.append(h.details(f"Features used ({len(features)}): click to show the list",
                             [h.table(features, table_id="features-table")]))
     return blocks
+
+
+def _judged_on(run: ModelRun) -> str:
+    """What the model is judged on, in a few words (the report's subtitle)."""
+    if run.holdout:
+        return f"validated on a stratified {run.holdout.get('fraction', 0):.0%} hold-out (no time axis)"
+    return f"out-of-time as_of {run.as_of_plan.get('oot')}"
+
+
+def _validation_pairs(run: ModelRun) -> list[tuple[str, str]]:
+    """The model card's rows saying how the model was validated: dates, or a flat source's hold-out."""
+    if not run.holdout:
+        return [("Training as_of dates", ", ".join(run.as_of_plan.get("train", []))),
+                ("Out-of-time as_of date", str(run.as_of_plan.get("oot")))]
+    held = run.holdout
+    cv = sorted(k for k in run.metrics if k.startswith("cv/"))
+    pairs = [("Validation", f"stratified hold-out instead of out-of-time: this data source is one snapshot with no "
+                            f"time axis, so {held.get('fraction', 0):.0%} of the rows ({held.get('n_test', 0):,}, "
+                            f"stratified by {held.get('stratified_by', 'the label')}, seed {held.get('seed')}) were "
+                            f"set aside before training and never seen by it")]
+    if cv:
+        pairs.append(("Cross-validation", f"{len(cv)} cv/ metrics logged (folds of the training rows): "
+                                          "shown in the metrics table"))
+    return pairs
+
+
+def _validation_limitation(run: ModelRun) -> str:
+    if run.holdout:
+        return ("Validated on a random hold-out of the same snapshot, not on a later period: it measures how "
+                "well the model ranks customers like those it learned from, not how it holds up as customers and "
+                "the bank change over time. Re-validate on fresh data before relying on it.")
+    return (f"Out-of-time validation uses a single later as_of date ({run.as_of_plan.get('oot')}); "
+            "performance can drift further beyond it (see the stability section).")
 
 
 def _bound_and_lead_time(run: ModelRun) -> list[str]:
@@ -612,14 +669,16 @@ def _bound_and_lead_time(run: ModelRun) -> list[str]:
 
 
 def _shap_sample(frame: pd.DataFrame, target: str, settings: ModelReportSettings) -> pd.Index:
-    strata_frame = pd.DataFrame({"as_of": frame["as_of"], "label": frame[target]}, index=frame.index)
-    return stratified_sample(strata_frame, list(settings.shap_strata), settings.shap_sample_size,
-                             settings.random_state)
+    """A flat source has no as_of: its sample is stratified by the label alone."""
+    strata = [s for s in settings.shap_strata if s == "label" or s in frame.columns]
+    columns = {"label": frame[target], **({"as_of": frame["as_of"]} if "as_of" in strata else {})}
+    strata_frame = pd.DataFrame(columns, index=frame.index)
+    return stratified_sample(strata_frame, strata, settings.shap_sample_size, settings.random_state)
 
 
 def _stability(parts, scores, run: ModelRun, top: Sequence[str], names_en, settings) -> list[str]:
     score_psi = m.psi(scores["train"], scores["oot"], bins=settings.psi_bins)
-    logged = run.metrics.get("oot/psi_score")
+    logged, ev = run.metrics.get(f"{run.eval_split}/psi_score"), run.eval_split
     features = [f for f in top[: settings.psi_features]]
     feature_psi = m.psi_table(parts["train"][features], parts["oot"][features], bins=settings.psi_bins)
     feature_psi.insert(1, "name", feature_psi["column"].map(names_en))
@@ -629,15 +688,15 @@ def _stability(parts, scores, run: ModelRun, top: Sequence[str], names_en, setti
                         feature_psi.set_index("name")["psi"]])
     note = (f"Score PSI {score_psi.value:.4f} over {len(score_psi.table)} bins cut at the training scores' "
             f"deciles ({settings.psi_bins} requested; tied cut points merge)"
-            + (f"; logged at training as oot/psi_score = {logged:.4f}." if logged is not None else "."))
+            + (f"; logged at training as {ev}/psi_score = {logged:.4f}." if logged is not None else "."))
     return [
         h.paragraph(note),
         h.figure(plots.psi_by_feature(series), "PSI by variable"),
         h.figure(plots.psi_bins(score_psi.table, "Score distribution by PSI bin"), "Score PSI bins"),
         h.table(score_psi.table, formats={"lower": ".4f", "upper": ".4f", "expected_share": ".2%",
                                           "actual_share": ".2%", "contribution": ".4f"},
-                headers={"expected_n": "train n", "actual_n": "OOT n", "expected_share": "train share",
-                         "actual_share": "OOT share"}, caption="Score PSI by bin", table_id="psi-score-table"),
+                headers={"expected_n": "train n", "actual_n": f"{run.eval_name} n", "expected_share": "train share",
+                         "actual_share": f"{run.eval_name} share"}, caption="Score PSI by bin", table_id="psi-score-table"),
         h.table(feature_psi, formats={"psi": ".4f"}, shade={"psi": "#b42318"},
                 caption=f"PSI of the top {len(features)} features by SHAP importance ({settings.psi_bins} "
                         "quantile bins of the training values; categories for categorical features; missing "
@@ -668,6 +727,17 @@ def _persona_importance(contrib, sample, top, names_en, persona_model) -> list[s
     ]
 
 
+def _matching_specs(features: Sequence[str], specs: Sequence[Mapping]) -> list[Mapping]:
+    """The reason-code groups that match one of ``features`` at least (the others group nothing).
+
+    A flat source's own column can share a name with an unused group id (``age``): leaving that group out
+    changes no grouping and keeps the id check from refusing the source.
+    """
+    import re
+
+    return [spec for spec in specs if any(re.match(str(spec.get("pattern", "")), f) for f in features)]
+
+
 def _examples(run: ModelRun, sample, contrib, est, settings: ModelReportSettings) -> list[str]:
     from bankseg.data.privacy import pseudonymisation_key, pseudonymise
 
@@ -680,10 +750,10 @@ def _examples(run: ModelRun, sample, contrib, est, settings: ModelReportSettings
         text = resources.files("bankseg.conf").joinpath("model", "reason_codes.yaml").read_text(encoding="utf-8")
         specs = yaml.safe_load(text)["groups"]
     direction = (((run.config.get("model") or {}).get("reason_codes") or {}).get("direction")) or "increase"
-    groups, dictionary = resolve_reason_groups(est.feature_names_, specs)
+    groups, dictionary = resolve_reason_groups(est.feature_names_, _matching_specs(est.feature_names_, specs))
     grouped = aggregate_contributions(contrib, groups)
     codes = top_reason_codes(grouped, k=3, direction=direction, dictionary=dictionary)
-    labelled_oot = sample.index[((sample["split"] == "oot") & sample[est.target].notna()).to_numpy()]
+    labelled_oot = sample.index[((sample["split"] == run.eval_split) & sample[est.target].notna()).to_numpy()]
     pool = labelled_oot if len(labelled_oot) >= 3 else sample.index
     score = pd.Series(est.predict_proba(sample.loc[pool]), index=pool).sort_values(ascending=False, kind="stable")
     picks = {
@@ -692,7 +762,7 @@ def _examples(run: ModelRun, sample, contrib, est, settings: ModelReportSettings
         "median score": score.index[len(score) // 2],
     }
     pseudonyms = pseudonymise(sample.loc[list(picks.values()), "customer_id"], pseudonymisation_key())
-    blocks = [h.paragraph(f"Customers are drawn from the labelled out-of-time rows of the SHAP sample and shown by a keyed "
+    blocks = [h.paragraph(f"Customers are drawn from the labelled {run.eval_name} rows of the SHAP sample and shown by a keyed "
                           f"pseudonym, never their id. Reason codes group raw features into business reasons "
                           f"(direction: {direction}).")]
     items = []
@@ -721,22 +791,35 @@ def _examples(run: ModelRun, sample, contrib, est, settings: ModelReportSettings
     return blocks
 
 
-def _fairness(oot: pd.DataFrame, scores: np.ndarray, settings: ModelReportSettings) -> list[str]:
+# Columns the fairness section groups by: the canonical feature name first, then a flat source's usual names.
+AGE_COLUMNS = ("cust_age", "age")
+GENDER_COLUMNS = ("cust_gender", "gender")
+
+
+def _first_column(frame: pd.DataFrame, names: Sequence[str]) -> str | None:
+    """The first of ``names`` that is a column of ``frame`` (compared case-insensitively)."""
+    lower = {str(c).lower(): c for c in frame.columns}
+    return next((lower[n] for n in names if n in lower), None)
+
+
+def _fairness(oot: pd.DataFrame, scores: np.ndarray, settings: ModelReportSettings,
+              judged: str = "out-of-time") -> list[str]:
     selected = top_fraction_selected(scores, settings.selection_fraction)
     blocks = [h.paragraph(
-        f"Selection: the top {settings.selection_fraction:.0%} of all {len(oot):,} out-of-time customers by "
+        f"Selection: the top {settings.selection_fraction:.0%} of all {len(oot):,} {judged} customers by "
         f"score ({int(selected.sum()):,} customers). Impact ratio = a group's selection rate / the highest "
         f"group's rate; below {settings.four_fifths:.0%} fails the four-fifths rule. Groups under "
         f"{settings.min_group_size} customers are not judged. A failure is not proof of unfairness (a churn "
         "model should select the customers who churn); it is a prompt to check the business reason.")]
     attributes = []
-    if "cust_age" in oot.columns:
+    age, gender = _first_column(oot, AGE_COLUMNS), _first_column(oot, GENDER_COLUMNS)
+    if age is not None:
         bounds = list(settings.age_bands)
-        band = pd.cut(oot["cust_age"].to_numpy(dtype=float, na_value=np.nan), bins=[*bounds, np.inf], right=False,
+        band = pd.cut(oot[age].to_numpy(dtype=float, na_value=np.nan), bins=[*bounds, np.inf], right=False,
                       labels=age_band_labels(bounds))
         attributes.append(("Age band", pd.Series(band, index=oot.index)))
-    if "cust_gender" in oot.columns:
-        attributes.append(("Gender", oot["cust_gender"]))
+    if gender is not None:
+        attributes.append(("Gender", oot[gender]))
     if not attributes:
         return [*blocks, h.callout("The data has no age or gender column: disparate impact cannot be checked.",
                                    "warn")]
@@ -774,7 +857,7 @@ def _comparison(run: ModelRun, oot: pd.DataFrame, y: np.ndarray, p: np.ndarray, 
         try:
             q = other.predict_proba(oot)[keep]
         except ValueError as err:
-            blocks.append(h.callout(f"{label} cannot score this model's out-of-time rows: {err}", "warn"))
+            blocks.append(h.callout(f"{label} cannot score this model's {run.eval_name} rows: {err}", "warn"))
             continue
         reports[label] = m.binary_classification_report(y, q)
         curves[label] = (y, q)
@@ -782,7 +865,7 @@ def _comparison(run: ModelRun, oot: pd.DataFrame, y: np.ndarray, p: np.ndarray, 
     table["metric"] = table["metric"].map(lambda k: METRIC_NAMES.get(k, k))
     aucs = {k: v["auc"] for k, v in reports.items()}
     blocks = [
-        h.paragraph(f"Same {int(keep.sum()):,} labelled out-of-time customers (as_of {run.as_of_plan.get('oot')}) "
+        h.paragraph(f"Same {int(keep.sum()):,} labelled {run.eval_name} customers ({_judged_on(run)}) "
                     "for every model."),
         h.table(table, table_id="comparison-table"),
         h.figure(plots.roc_curves(curves, aucs), "ROC curves of champion and challenger"),
