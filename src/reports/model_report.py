@@ -54,7 +54,7 @@ METRIC_NAMES = {
     "auc": "ROC AUC", "auc_low_95": "ROC AUC, 95% interval low (DeLong)",
     "auc_high_95": "ROC AUC, 95% interval high (DeLong)", "gini": "Gini", "ks": "KS", "pr_auc": "PR AUC (average precision)",
     "lift_10": "Lift in top 10%", "capture_10": "Share of positives in top 10%", "brier": "Brier score",
-    "base_rate": "Positive rate", "n": "Labelled rows", "psi_score": "PSI of the score (train -> OOT)",
+    "base_rate": "Positive rate", "n": "Labelled rows", "psi_score": "PSI of the score (train -> out-of-time or hold-out)",
     "bound_auc": "Label bound: AUC knowing the latent state (simulated bank only)",
     "bound_auc_low_95": "Label bound, 95% interval low", "bound_auc_high_95": "Label bound, 95% interval high",
     "auc_vs_bound": "AUC / bound AUC (same rows)", "auc_vs_bound_low_95": "AUC / bound, 95% interval low (paired DeLong)",
@@ -542,7 +542,7 @@ def _model_card(run: ModelRun, parts, y, settings: ModelReportSettings, fingerpr
                 auc: Mapping[str, float]) -> list[str]:
     est, cfg = run.estimator, run.config
     purpose = settings.purposes.get(run.model, {})
-    definition = settings.label_definitions.get(run.model, {})
+    definition = _source_label_definition(run) or settings.label_definitions.get(run.model, {})
     label_cfg = (cfg.get("labels") or {}).get(run.model, {})
     try:
         definition_en = definition.get("en", "").format(**label_cfg)
@@ -604,6 +604,16 @@ def _model_card(run: ModelRun, parts, y, settings: ModelReportSettings, fingerpr
     blocks.append(h.details(f"Features used ({len(features)}): click to show the list",
                             [h.table(features, table_id="features-table")]))
     return blocks
+
+
+def _source_label_definition(run: ModelRun) -> dict[str, str] | None:
+    """A flat source brings its own label (a column of the file), not the simulated bank's label rules."""
+    label = ((run.config.get("data") or {}).get("label") or {}) if run.holdout else {}
+    if not label:
+        return None
+    source = (run.config.get("data") or {}).get("name", "the source")
+    return {"en": f"the source's own label: column {label.get('column')} == {label.get('positive')!r} in {source}",
+            "zh": f"数据源自带标签:{source} 的 {label.get('column')} 列等于 {label.get('positive')!r}"}
 
 
 def _judged_on(run: ModelRun) -> str:
