@@ -71,7 +71,7 @@ def test_without_the_variable_a_user_data_config_is_not_found(tmp_path, monkeypa
 
 def test_a_bankseg_config_dir_that_is_no_folder_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("BANKSEG_CONFIG_DIR", str(tmp_path / "missing"))
-    with pytest.raises(ValueError, match="BANKSEG_CONFIG_DIR=.*missing is not a folder"):
+    with pytest.raises(ValueError, match=r"BANKSEG_CONFIG_DIR=.*missing is not a folder"):
         compose_job("train", [])
 
 
@@ -124,7 +124,7 @@ def test_a_zip_holding_several_files_is_refused_by_name(tmp_path):
 def test_bytes_that_are_not_text_say_which_setting_to_change(tmp_path):
     path = tmp_path / "latin.csv"
     path.write_bytes("name,y\nJosé,1\nZoë,0\n".encode("latin-1"))
-    with pytest.raises(ValueError, match="latin.csv is not utf-8 text .*set `encoding:`"):
+    with pytest.raises(ValueError, match=r"latin.csv is not utf-8 text .*set `encoding:`"):
         FlatSpec.from_dict({"name": "t", "kind": "flat", "path": str(path),
                             "label": {"column": "y", "positive": 1, "name": "churn"}})
 
@@ -181,7 +181,7 @@ def test_two_sources_never_share_a_registered_model_and_promotion_refuses_to_mix
     train_source(tmp_path, "bank_b", "registry.prefix=bankseg-bank_a")
     cfg = compose_job("promote", ["data=bank_a", "model=churn", f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
                                   f"paths.root_dir={tmp_path}"])
-    with pytest.raises(ValueError, match="data source.*'bank_b'"):
+    with pytest.raises(ValueError, match=r"data source.*'bank_b'"):
         promote.main(cfg)
     assert find_version("bankseg-bank_a-churn", "champion").version == a.version
 
