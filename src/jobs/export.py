@@ -104,7 +104,7 @@ def run_export(
     kwargs.pop("spark_master", None)
     reference = build_feature_table(data_path, as_of, **kwargs)
     log.info("reference population as of %s: %d customers", as_of.date(), len(reference))
-    specs = model_cfgs["churn"]["reason_codes"]["dictionary"]["groups"]
+    reason_dictionary = dict(model_cfgs["churn"]["reason_codes"]["dictionary"])
     segmenter = assemble_segmenter(
         personas=estimators["personas"],
         propensity={m: estimators[m] for m in PROPENSITY_MODELS},
@@ -112,7 +112,9 @@ def run_export(
         reference=reference,
         bands={m: model_cfgs[m]["bands"] for m in PROPENSITY_MODELS},
         reason_codes={m: model_cfgs[m]["reason_codes"] for m in PROPENSITY_MODELS},
-        reason_specs=specs,
+        reason_specs=reason_dictionary.pop("groups"),
+        reason_text=reason_dictionary,
+        currency=str((config.get("data") or {}).get("currency", "CNY")),
         model_versions=versions,
         drift_bins=int(drift_cfg.get("bins", 10)),
         drift_top_features=int(drift_cfg.get("top_features", 5)),
