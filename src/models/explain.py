@@ -209,7 +209,7 @@ def reason_codes_for(
         contrib = pd.DataFrame(columns=[*model.feature_names_, BIAS_COLUMN], dtype=np.float64)
     codes = top_reason_codes(aggregate_contributions(contrib, groups), k=k, direction=direction, dictionary=dictionary)
     if writer is not None:
-        codes = _write_reasons(codes, contrib, selected, groups, k, direction, writer)
+        codes = write_reasons(codes, contrib, selected, groups, k, direction, writer)
     return codes.reindex(frame.index) if mask is not None else codes
 
 
@@ -291,8 +291,9 @@ def _merge_by_average_linkage(clusters: dict[str, list[str]], corr: np.ndarray, 
         clusters[pair[0]].extend(clusters.pop(pair[1]))
 
 
-def _write_reasons(codes, contrib, frame, groups, k, direction, writer) -> pd.DataFrame:
-    """Replace the label columns of ``codes`` by the writer's sentences; add ``reason_i_feature``."""
+def write_reasons(codes, contrib, frame, groups, k, direction, writer) -> pd.DataFrame:
+    """Replace the label columns of ``codes`` (:func:`top_reason_codes` of ``contrib`` grouped by ``groups``) by
+    the writer's sentences about ``frame``'s values (row-aligned with ``contrib``); add ``reason_i_feature``."""
     codes = codes.copy()
     for i in range(1, k + 1):
         if codes[f"reason_{i}"].isna().all():

@@ -14,6 +14,7 @@ says everything the loader needs, so a new CSV with a label column becomes train
     exclude: []                    # columns kept out of the model (leaks, ...)
     categorical: [Geography, Gender]
     rename: {}
+    labels: {balance: {en: Account balance, zh: 账户余额, unit: money}}   # reason-code names and units
 
 What :func:`load_flat_snapshot` returns: ``customer_id`` (keyed-hash pseudonym, :mod:`bankseg.data.privacy`), the
 feature columns (numeric as float64, ``categorical`` as pandas ``category``), ``label_<name>`` (int8 0/1) and
@@ -44,7 +45,7 @@ KIND = "flat"
 SPLIT_VALUE = "train"
 _KNOWN_KEYS = frozenset(
     {"name", "kind", "path", "sep", "id_column", "drop", "label", "exclude", "categorical", "rename",
-     "encoding", "description", "source", "currency", "na_values"}
+     "encoding", "description", "source", "currency", "na_values", "labels"}
 )
 
 
