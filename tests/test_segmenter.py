@@ -145,3 +145,19 @@ def test_no_product_is_offered_to_a_customer_below_what_it_needs(output):
     for product, minimum in rules["product_min_value"].items():
         offered = output["next_best_product"] == product
         assert (output.loc[offered, "tier_value"] >= minimum).all(), product
+
+
+def test_export_reads_the_reference_population_from_the_pipeline_features_instead_of_rebuilding(
+    trained_bank, tmp_path
+):
+    from bankseg.cli.features import run_features
+    from bankseg.jobs.export import reference_population
+
+    as_of = pd.Timestamp(trained_bank.reference_as_of)
+    kwargs = {k: v for k, v in trained_bank.feature_kwargs.items() if k not in ("engine", "spark_master")}
+    run_features(trained_bank.data_path, [as_of, as_of + pd.DateOffset(months=3)], tmp_path / "features", **kwargs)
+    read = reference_population(trained_bank.data_path, as_of, trained_bank.feature_kwargs, tmp_path / "features")
+    rebuilt = reference_population(trained_bank.data_path, as_of, trained_bank.feature_kwargs)
+    pd.testing.assert_frame_equal(read, rebuilt)
+    with pytest.raises(ValueError, match=r"no rows as of 2019-01-01.*rerun bankseg-features"):
+        reference_population(trained_bank.data_path, pd.Timestamp("2019-01-01"), {}, tmp_path / "features")

@@ -13,7 +13,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from bankseg.data.io import dataset_fingerprint
+from bankseg.data.io import dataset_fingerprint, read_table
 from bankseg.features.build import build_feature_table
 from bankseg.models.pyfunc import model_requirements, unwrap
 from bankseg.models.registry import MODEL_NAMES, SEGMENTER_MODEL, load_model, register_model, resolve_version
@@ -77,6 +77,20 @@ def load_source_models(alias: str) -> tuple[dict[str, Any], dict[str, str], dict
     return estimators, versions, runs
 
 
+def reference_population(data_path: Path | str, as_of: pd.Timestamp, feature_kwargs: Mapping[str, Any],
+                         features_path: Path | str | None = None) -> pd.DataFrame:
+    """The feature table as of ``as_of``: read from a bankseg-features folder when given, else rebuilt."""
+    if features_path is None:
+        kwargs = {**feature_kwargs, "engine": "pandas"}
+        kwargs.pop("spark_master", None)
+        return build_feature_table(data_path, as_of, **kwargs)
+    frame = read_table(Path(features_path), "features", filters=[("as_of", "==", as_of.to_pydatetime())])
+    if frame.empty:
+        raise ValueError(f"{features_path}/features.parquet holds no rows as of {as_of.date()}: rerun "
+                         f"bankseg-features with that date, or leave features_path unset to rebuild from data.path")
+    return frame.sort_values("customer_id", ignore_index=True)
+
+
 def run_export(
     *,
     data_path: Path | str,
@@ -88,21 +102,21 @@ def run_export(
     source_alias: str = "champion",
     reference_as_of: str | None = None,
     drift_cfg: Mapping[str, Any] | None = None,
+    features_path: Path | str | None = None,
 ) -> ExportResult:
     """Load the four models at ``source_alias``, assemble the segmenter, log and register it (alias challenger).
 
     ``model_cfgs`` maps churn / conversion / upgrade to their model configs (``bands``, ``reason_codes`` with its
     ``dictionary.groups``). The reference population is the feature table of ``data_path`` as of
-    ``reference_as_of`` (default: the latest training as_of of the churn model's training run).
+    ``reference_as_of`` (default: the latest training as_of of the churn model's training run), read from the
+    ``bankseg-features`` folder ``features_path`` when given, else rebuilt from ``data_path``.
     """
     drift_cfg = dict(drift_cfg or {})
     configure_tracking(**mlflow_cfg)
     rules = load_segment_rules(segments_cfg)
     estimators, versions, runs = load_source_models(source_alias)
     as_of = pd.Timestamp(reference_as_of) if reference_as_of else latest_training_as_of(runs["churn"])
-    kwargs = {**feature_kwargs, "engine": "pandas"}
-    kwargs.pop("spark_master", None)
-    reference = build_feature_table(data_path, as_of, **kwargs)
+    reference = reference_population(data_path, as_of, feature_kwargs, features_path)
     log.info("reference population as of %s: %d customers", as_of.date(), len(reference))
     reason_dictionary = dict(model_cfgs["churn"]["reason_codes"]["dictionary"])
     segmenter = assemble_segmenter(
