@@ -35,7 +35,7 @@ import numpy as np
 
 # LightGBM's kZeroThreshold (a float constant): |x| <= this is "zero", i.e. missing under missing_type Zero.
 ZERO_THRESHOLD = float(np.float32(1e-35))
-# Above this many distinct codes a tree's patterns are deduplicated by sorting rather than by a dense table.
+# Above this many possible codes a tree's patterns are deduplicated by sorting rather than by a dense table.
 _DENSE_CODE_LIMIT = 1 << 22
 # Codes are combined in int64; re-number them before a product of radices could overflow.
 _CODE_LIMIT = 1 << 62
@@ -246,7 +246,7 @@ def _pattern_codes(plan: _TreePlan, global_classes: dict, n_rows: int) -> tuple[
 
 def _distinct_patterns(codes: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray]:
     """One representative row per distinct code, and each row's position among the distinct codes."""
-    if n_codes <= max(_DENSE_CODE_LIMIT, 2 * len(codes)) and n_codes <= 8 * _DENSE_CODE_LIMIT:
+    if n_codes <= _DENSE_CODE_LIMIT:  # a table over every possible code: linear time, no sort
         row_of_code = np.full(n_codes, -1, dtype=np.int64)
         row_of_code[codes] = np.arange(len(codes))  # any row of a pattern represents it
         present = row_of_code >= 0
