@@ -1,4 +1,5 @@
-"""Reason codes and importance from a propensity model's SHAP contributions (LightGBM ``pred_contrib``).
+"""Reason codes and importance from a propensity model's exact SHAP contributions
+(:meth:`PropensityModel.contributions`: the TreeSHAP pattern cache, equal to LightGBM ``pred_contrib``).
 
 Contributions are in raw-margin (log-odds) space, one column per model feature plus ``bias``; each row sums to the
 model's raw margin (:meth:`bankseg.models.propensity.PropensityModel.contributions`). Raw features are grouped into
@@ -52,7 +53,9 @@ def resolve_reason_groups(
         except re.error as err:
             raise ValueError(f"reason-code group {spec['id']!r}: bad pattern {spec['pattern']!r}: {err}") from err
     ids = [spec["id"] for _, spec in compiled]
-    clash = sorted({i for i in ids if ids.count(i) > 1} | (set(ids) & set(features)))
+    # a group no feature matches groups nothing: its id may be a flat source's own column name (``age``)
+    used = {spec["id"] for pattern, spec in compiled if any(pattern.match(f) for f in features)}
+    clash = sorted({i for i in ids if ids.count(i) > 1} | (used & set(features)))
     if clash:
         raise ValueError(f"reason-code group ids must be unique and differ from feature names: {clash}")
     labels = feature_labels if feature_labels is not None else _dictionary_labels(features)

@@ -12,7 +12,7 @@ What it reads:
   PSI and fairness are computed on it; the report checks that the out-of-time AUC recomputed on it equals the
   logged one and says so when it does not (data changed since training).
 
-SHAP values (LightGBM's exact TreeSHAP, ``pred_contrib``) are computed on a stratified sample of stated size
+SHAP values (exact TreeSHAP: the pattern cache of :mod:`bankseg.models.treeshap`, equal to ``pred_contrib``) are computed on a stratified sample of stated size
 (strata: as_of x label), so the report costs about the same at 50 thousand and at a million customers; the
 curves and tables use every labelled row. Customer ids never appear: the example customers are shown by a
 keyed pseudonym (:func:`bankseg.data.privacy.pseudonymise`).
@@ -456,7 +456,7 @@ def model_report(run: ModelRun, frame: pd.DataFrame, settings: ModelReportSettin
 
     # ---- SHAP global
     strata_text = " x ".join(settings.shap_strata) or "none"
-    sample_note = (f"SHAP values are exact TreeSHAP contributions (LightGBM pred_contrib, log-odds units) on a "
+    sample_note = (f"SHAP values are exact TreeSHAP contributions (equal to LightGBM pred_contrib, log-odds units) on a "
                    f"seeded sample of {len(sample):,} of {len(frame):,} rows, stratified by {strata_text} "
                    f"(setting shap_sample_size = {settings.shap_sample_size:,}).")
     imp_table = pd.DataFrame({
