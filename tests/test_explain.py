@@ -109,6 +109,16 @@ def test_duplicate_group_ids_are_refused():
         resolve_reason_groups(["x1"], specs)
 
 
+def test_a_flat_sources_column_may_share_its_name_with_a_group_that_groups_nothing(specs):
+    # the packaged groups include one with id "age" (pattern cust_age$); a real source's own column "age"
+    # matches no group, so it is its own reason, not a clash
+    groups, dictionary = resolve_reason_groups(["age", "balance"], specs)
+    assert groups == {"age": "age", "balance": "balance"}
+    clash = [{"id": "balance", "pattern": "bal", "en": "Balance", "zh": "余额"}]
+    with pytest.raises(ValueError, match=r"differ from feature names: \['balance'\]"):
+        resolve_reason_groups(["balance"], clash)
+
+
 def test_aggregation_sums_group_members_and_keeps_row_sums(model, frame, specs):
     contrib = model.contributions(frame.iloc[:300])
     groups, _ = resolve_reason_groups(model.feature_names_, specs)

@@ -39,7 +39,7 @@ def _train(tmp_path: Path, *overrides: str):
 def test_churn_modelling_trains_on_a_holdout_and_leaks_no_surname_or_customer_id(tmp_path, caplog):
     client = _train(tmp_path, "data=churn_modelling", "model=churn")
 
-    run = client.get_run(find_version("bankseg-churn", "champion").run_id)
+    run = client.get_run(find_version("bankseg-churn_modelling-churn", "champion").run_id)
     assert "test/auc" in run.data.metrics and "oot/auc" not in run.data.metrics
     assert run.data.metrics["test/auc"] > 0.8  # published results are about 0.86-0.87
     assert run.data.metrics["test/n"] == pytest.approx(2000, abs=1)  # the stratified 20% hold-out
@@ -62,10 +62,10 @@ def test_churn_modelling_trains_on_a_holdout_and_leaks_no_surname_or_customer_id
 @pytest.mark.slow
 def test_bank_marketing_trains_without_duration(tmp_path):
     client = _train(tmp_path, "data=bank_marketing", "model=conversion")
-    version = find_version("bankseg-conversion", "champion")
+    version = find_version("bankseg-bank_marketing-conversion", "champion")
     run = client.get_run(version.run_id)
     assert run.data.metrics["test/auc"] > 0.75  # Moro et al. 2014: 0.80 without the leaking call duration
-    model = mlflow.pyfunc.load_model(f"models:/bankseg-conversion/{version.version}")
+    model = mlflow.pyfunc.load_model(f"models:/bankseg-bank_marketing-conversion/{version.version}")
     assert "duration" not in model.metadata.get_input_schema().input_names()
 
 

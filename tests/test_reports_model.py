@@ -125,3 +125,21 @@ def test_report_has_every_section_states_its_sample_and_hides_customer_ids(model
     assert len(shown) == 3 and not shown & set(customers.tolist())  # pseudonyms, never the ids
     assert "below 0.1 stable, 0.1 to 0.25 a moderate shift" in page
     assert "quantile bins of the training values" in page
+
+
+@pytest.mark.slow
+def test_report_shows_the_spread_of_first_reasons_and_readable_example_codes(model_report):
+    _, result = model_report
+    page = result.path.read_text(encoding="utf-8")
+    table = re.search(r'<table id="first-reasons-table">.*?</table>', page, re.S).group(0)
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", table)[1:]]
+    shares = [float(row[-1].rstrip("%")) for row in rows]
+    assert shares == sorted(shares, reverse=True) and sum(shares) == pytest.approx(100, abs=0.5)
+    top = shares[0] / 100
+    verdict = "One reason comes first for most customers" if top > 0.5 else "No single reason comes first"
+    assert verdict in page
+    reasons = re.findall(r"Reason codes: ([^<]+)<", page)
+    assert len(reasons) == 3
+    assert any(re.search(r"\d", r) and re.search(r"(above|below|the same as) the typical|on its|up|down", r)
+               for r in reasons)
+    assert not re.search(r"Reason codes: [^<]*\b(bal|txn|int|hold|cust)_[a-z_]+", page)  # no raw feature names

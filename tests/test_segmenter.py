@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 
 import mlflow
@@ -13,7 +15,7 @@ from mlflow.exceptions import MlflowException
 
 from bankseg.cli import CONFIG_DIR
 from bankseg.features.build import build_feature_table
-from bankseg.scoring.segmenter import OUTPUT_COLUMNS, apply_overrides, segmenter_input
+from bankseg.scoring.segmenter import OUTPUT_COLUMNS, SegmenterModel, apply_overrides, segmenter_input
 
 pytestmark = pytest.mark.slow
 AS_OF = "2025-05-01"
@@ -74,14 +76,36 @@ def test_bands_follow_the_configured_cutoffs(output):
     assert (output["churn_band"].to_numpy() == expected).all()
 
 
-def test_reason_codes_only_for_actionable_bands(output):
-    cfg = yaml.safe_load(open(f"{CONFIG_DIR}/model/churn.yaml", encoding="utf-8"))["reason_codes"]
-    assert cfg["scope"] == "actionable"
-    actionable = output["churn_band"].isin(cfg["actionable_bands"])
-    assert output.loc[~actionable, "churn_reason_1"].isna().all()
-    assert actionable.any()
-    assert output.loc[actionable, "churn_reason_1"].notna().all()
-    assert output.loc[actionable, "churn_reason_1_zh"].notna().all()
+def test_every_customer_gets_reason_codes_that_read_as_reasons(loaded, output):
+    _, _, features, _ = loaded
+    for model in ("churn", "conversion", "upgrade"):
+        cfg = yaml.safe_load(open(f"{CONFIG_DIR}/model/{model}.yaml", encoding="utf-8"))["reason_codes"]
+        assert cfg["scope"] == "all"
+        scored = output[f"p_{model}"].notna()
+        coded = output[f"{model}_reason_1"].notna()
+        assert coded[scored].mean() > 0.95, model
+        assert not coded[~scored].any()
+        for language in ("en", "zh"):
+            text = output.loc[coded, f"{model}_reason_1_{language}"]
+            assert text.notna().all()
+            assert text.str.contains(r"\d").mean() > 0.9  # the customer's value is in the sentence
+            raw = [f for f in features.columns if text.str.contains(f, regex=False).any()]
+            assert raw == [], f"raw feature names in {model} reasons: {raw}"
+
+
+def test_actionable_scope_is_still_an_option(loaded, output):
+    _, inner, _, x = loaded
+    parts = copy.copy(inner.parts)
+    parts.reason_codes = {m: dataclasses.replace(s, scope="actionable") for m, s in parts.reason_codes.items()}
+    got = SegmenterModel(parts).segment(x)
+    bands = parts.reason_codes["churn"].actionable_bands
+    actionable = got["churn_band"].isin(bands)
+    assert actionable.any() and (~actionable).any()
+    assert got.loc[~actionable, "churn_reason_1"].isna().all()
+    pd.testing.assert_frame_equal(
+        got.loc[actionable, [c for c in got.columns if c.startswith("churn_reason_")]],
+        output.loc[actionable, [c for c in got.columns if c.startswith("churn_reason_")]], check_dtype=False,
+    )
 
 
 def test_overrides_set_service_tier_and_rederive_quadrant(loaded, output):
@@ -121,3 +145,19 @@ def test_no_product_is_offered_to_a_customer_below_what_it_needs(output):
     for product, minimum in rules["product_min_value"].items():
         offered = output["next_best_product"] == product
         assert (output.loc[offered, "tier_value"] >= minimum).all(), product
+
+
+def test_export_reads_the_reference_population_from_the_pipeline_features_instead_of_rebuilding(
+    trained_bank, tmp_path
+):
+    from bankseg.cli.features import run_features
+    from bankseg.jobs.export import reference_population
+
+    as_of = pd.Timestamp(trained_bank.reference_as_of)
+    kwargs = {k: v for k, v in trained_bank.feature_kwargs.items() if k not in ("engine", "spark_master")}
+    run_features(trained_bank.data_path, [as_of, as_of + pd.DateOffset(months=3)], tmp_path / "features", **kwargs)
+    read = reference_population(trained_bank.data_path, as_of, trained_bank.feature_kwargs, tmp_path / "features")
+    rebuilt = reference_population(trained_bank.data_path, as_of, trained_bank.feature_kwargs)
+    pd.testing.assert_frame_equal(read, rebuilt)
+    with pytest.raises(ValueError, match=r"no rows as of 2019-01-01.*rerun bankseg-features"):
+        reference_population(trained_bank.data_path, pd.Timestamp("2019-01-01"), {}, tmp_path / "features")

@@ -36,6 +36,7 @@ def main(cfg: DictConfig) -> None:
         config=plain(cfg),
         source_alias=str(cfg.source_alias),
         reference_as_of=cfg.reference_as_of,
+        features_path=cfg.get("features_path"),
         drift_cfg=plain(cfg.scoring.drift),
         model_names=names,
         data_source=data_source(cfg),

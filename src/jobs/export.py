@@ -13,7 +13,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from bankseg.data.io import dataset_fingerprint
+from bankseg.data.io import dataset_fingerprint, read_table
 from bankseg.features.build import build_feature_table
 from bankseg.models.pyfunc import model_requirements, unwrap
 from bankseg.models.registry import (
@@ -91,6 +91,20 @@ def load_source_models(alias: str, names: Mapping[str, str] | None = None, data_
     return estimators, versions, runs
 
 
+def reference_population(data_path: Path | str, as_of: pd.Timestamp, feature_kwargs: Mapping[str, Any],
+                         features_path: Path | str | None = None) -> pd.DataFrame:
+    """The feature table as of ``as_of``: read from a bankseg-features folder when given, else rebuilt."""
+    if features_path is None:
+        kwargs = {**feature_kwargs, "engine": "pandas"}
+        kwargs.pop("spark_master", None)
+        return build_feature_table(data_path, as_of, **kwargs)
+    frame = read_table(Path(features_path), "features", filters=[("as_of", "==", as_of.to_pydatetime())])
+    if frame.empty:
+        raise ValueError(f"{features_path}/features.parquet holds no rows as of {as_of.date()}: rerun "
+                         f"bankseg-features with that date, or leave features_path unset to rebuild from data.path")
+    return frame.sort_values("customer_id", ignore_index=True)
+
+
 def run_export(
     *,
     data_path: Path | str,
@@ -104,12 +118,14 @@ def run_export(
     drift_cfg: Mapping[str, Any] | None = None,
     model_names: Mapping[str, str] | None = None,
     data_source: str | None = None,
+    features_path: Path | str | None = None,
 ) -> ExportResult:
     """Load the four models at ``source_alias``, assemble the segmenter, log and register it (alias challenger).
 
     ``model_cfgs`` maps churn / conversion / upgrade to their model configs (``bands``, ``reason_codes`` with its
     ``dictionary.groups``). The reference population is the feature table of ``data_path`` as of
-    ``reference_as_of`` (default: the latest training as_of of the churn model's training run).
+    ``reference_as_of`` (default: the latest training as_of of the churn model's training run), read from the
+    ``bankseg-features`` folder ``features_path`` when given, else rebuilt from ``data_path``.
     ``model_names`` are the registered names of the data source ``data_source`` (default: the simulated bank's
     bankseg-personas ... bankseg-segmenter); the segmenter is registered under ``model_names["segmenter"]``,
     tagged with the source it serves.
@@ -120,11 +136,9 @@ def run_export(
     names = dict(model_names or MODEL_NAMES)
     estimators, versions, runs = load_source_models(source_alias, names, data_source)
     as_of = pd.Timestamp(reference_as_of) if reference_as_of else latest_training_as_of(runs["churn"])
-    kwargs = {**feature_kwargs, "engine": "pandas"}
-    kwargs.pop("spark_master", None)
-    reference = build_feature_table(data_path, as_of, **kwargs)
+    reference = reference_population(data_path, as_of, feature_kwargs, features_path)
     log.info("reference population as of %s: %d customers", as_of.date(), len(reference))
-    specs = model_cfgs["churn"]["reason_codes"]["dictionary"]["groups"]
+    reason_dictionary = dict(model_cfgs["churn"]["reason_codes"]["dictionary"])
     segmenter = assemble_segmenter(
         personas=estimators["personas"],
         propensity={m: estimators[m] for m in PROPENSITY_MODELS},
@@ -132,7 +146,9 @@ def run_export(
         reference=reference,
         bands={m: model_cfgs[m]["bands"] for m in PROPENSITY_MODELS},
         reason_codes={m: model_cfgs[m]["reason_codes"] for m in PROPENSITY_MODELS},
-        reason_specs=specs,
+        reason_specs=reason_dictionary.pop("groups"),
+        reason_text=reason_dictionary,
+        currency=str((config.get("data") or {}).get("currency", "CNY")),
         model_versions=versions,
         drift_bins=int(drift_cfg.get("bins", 10)),
         drift_top_features=int(drift_cfg.get("top_features", 5)),

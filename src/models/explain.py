@@ -1,4 +1,5 @@
-"""Reason codes and importance from a propensity model's SHAP contributions (LightGBM ``pred_contrib``).
+"""Reason codes and importance from a propensity model's exact SHAP contributions
+(:meth:`PropensityModel.contributions`: the TreeSHAP pattern cache, equal to LightGBM ``pred_contrib``).
 
 Contributions are in raw-margin (log-odds) space, one column per model feature plus ``bias``; each row sums to the
 model's raw margin (:meth:`bankseg.models.propensity.PropensityModel.contributions`). Raw features are grouped into
@@ -52,7 +53,9 @@ def resolve_reason_groups(
         except re.error as err:
             raise ValueError(f"reason-code group {spec['id']!r}: bad pattern {spec['pattern']!r}: {err}") from err
     ids = [spec["id"] for _, spec in compiled]
-    clash = sorted({i for i in ids if ids.count(i) > 1} | (set(ids) & set(features)))
+    # a group no feature matches groups nothing: its id may be a flat source's own column name (``age``)
+    used = {spec["id"] for pattern, spec in compiled if any(pattern.match(f) for f in features)}
+    clash = sorted({i for i in ids if ids.count(i) > 1} | (used & set(features)))
     if clash:
         raise ValueError(f"reason-code group ids must be unique and differ from feature names: {clash}")
     labels = feature_labels if feature_labels is not None else _dictionary_labels(features)
@@ -186,11 +189,15 @@ def reason_codes_for(
     k: int = 3,
     direction: str = "increase",
     mask=None,
+    writer=None,
 ) -> pd.DataFrame:
     """Top-``k`` business reason codes for the rows of ``frame`` selected by ``mask`` (all rows when None).
 
     Contributions, the expensive step, are computed for the selected rows only; the other rows get missing
-    codes. The result has ``frame``'s index and the columns of :func:`top_reason_codes`.
+    codes. The result has ``frame``'s index and the columns of :func:`top_reason_codes`; with a ``writer``
+    (:class:`bankseg.models.reason_text.ReasonWriter`) ``reason_i_en`` / ``reason_i_zh`` are sentences about
+    the row's value of the reason's representative feature (:func:`representative_features`) instead of the
+    group's label, and ``reason_i_feature`` names that feature.
     """
     if mask is None:
         selected = frame
@@ -200,12 +207,107 @@ def reason_codes_for(
             raise ValueError(f"mask has {len(mask)} values for {len(frame)} rows")
         selected = frame.loc[mask]
     if len(selected):
-        grouped = aggregate_contributions(model.contributions(selected), groups)
+        contrib = model.contributions(selected)
     else:
-        names = [*dict.fromkeys(groups.get(f, f) for f in model.feature_names_), BIAS_COLUMN]
-        grouped = pd.DataFrame(columns=names, dtype=np.float64)
-    codes = top_reason_codes(grouped, k=k, direction=direction, dictionary=dictionary)
+        contrib = pd.DataFrame(columns=[*model.feature_names_, BIAS_COLUMN], dtype=np.float64)
+    codes = top_reason_codes(aggregate_contributions(contrib, groups), k=k, direction=direction, dictionary=dictionary)
+    if writer is not None:
+        codes = write_reasons(codes, contrib, selected, groups, k, direction, writer)
     return codes.reindex(frame.index) if mask is not None else codes
+
+
+def representative_features(
+    contrib: pd.DataFrame, groups: Mapping[str, str], codes: pd.Series, direction: str = "increase"
+) -> np.ndarray:
+    """Per row, the member of the reason's group that pushes the score hardest the configured way.
+
+    ``codes`` holds one reason code per row (missing: no reason; the result is None there). ``increase``: the
+    member with the largest contribution; ``both``: the largest contribution of the group's sign.
+    """
+    out = np.full(len(codes), None, dtype=object)
+    code_values = codes.to_numpy(dtype=object, na_value=None)
+    members: dict[str, list[str]] = {}
+    for feature in contrib.columns:
+        if feature != BIAS_COLUMN:
+            members.setdefault(groups.get(feature, feature), []).append(feature)
+    for code in pd.unique(code_values[pd.notna(code_values)]):
+        rows = np.flatnonzero(code_values == code)
+        names = members[code]
+        values = contrib[names].to_numpy(dtype=np.float64)[rows]
+        if direction == "both":
+            values = values * np.sign(values.sum(axis=1, keepdims=True) + 0.0)
+        out[rows] = np.asarray(names, dtype=object)[np.argmax(values, axis=1)]
+    return out
+
+
+def merge_correlated(
+    groups: Mapping[str, str],
+    dictionary: Mapping[str, Mapping[str, str]],
+    reference: pd.DataFrame,
+    threshold: float,
+    max_rows: int = 20_000,
+    seed: int = 0,
+) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """Merge business features whose members move together, so one fact does not fill every reason slot.
+
+    Average linkage on absolute Spearman correlation over ``reference`` (numeric features only; at most
+    ``max_rows`` rows, seeded): the two groups whose members correlate most on average (over every pair across
+    them) merge while that average is at least ``threshold``; a chain of pairwise links does not merge unrelated
+    groups. A merged group's id joins the ids in their order with ``+`` and its labels with `` / ``; its
+    contribution is its members' sum, so row sums do not change. ``threshold`` >= 1 merges nothing.
+    """
+    numeric = [f for f in groups if f in reference.columns and pd.api.types.is_numeric_dtype(reference[f].dtype)]
+    clusters = {g: [g] for g in dict.fromkeys(groups.values())}
+    if threshold < 1 and len(numeric) >= 2:
+        sample = reference[numeric]
+        if len(sample) > max_rows:
+            sample = sample.iloc[np.sort(np.random.default_rng(seed).permutation(len(sample))[:max_rows])]
+        corr = np.abs(np.nan_to_num(sample.rank(na_option="keep").corr(min_periods=30).to_numpy()))
+        _merge_by_average_linkage(clusters, corr, [groups[f] for f in numeric], threshold)
+    merged_id = {g: "+".join(members) for members in clusters.values() for g in members}
+    new_dictionary = {
+        merged_id[members[0]]: {
+            lang: " / ".join(dictionary.get(g, {}).get(lang, g) for g in members) for lang in ("en", "zh")
+        }
+        for members in clusters.values()
+    }
+    return {f: merged_id[g] for f, g in groups.items()}, new_dictionary
+
+
+def _merge_by_average_linkage(clusters: dict[str, list[str]], corr: np.ndarray, group_of: list[str],
+                              threshold: float) -> None:
+    """Merge ``clusters`` (first group id -> member group ids, in config order) in place; ``corr`` is feature x
+    feature over the features whose groups are ``group_of``."""
+    group_of = np.asarray(group_of, dtype=object)
+    while True:
+        keys = list(clusters)
+        index = [np.flatnonzero(np.isin(group_of, clusters[k])) for k in keys]
+        best, pair = threshold, None
+        for a in range(len(keys)):
+            for b in range(a + 1, len(keys)):
+                if len(index[a]) and len(index[b]):
+                    linkage = corr[np.ix_(index[a], index[b])].mean()
+                    if linkage >= best:
+                        best, pair = linkage, (keys[a], keys[b])
+        if pair is None:
+            return
+        clusters[pair[0]].extend(clusters.pop(pair[1]))
+
+
+def write_reasons(codes, contrib, frame, groups, k, direction, writer) -> pd.DataFrame:
+    """Replace the label columns of ``codes`` (:func:`top_reason_codes` of ``contrib`` grouped by ``groups``) by
+    the writer's sentences about ``frame``'s values (row-aligned with ``contrib``); add ``reason_i_feature``."""
+    codes = codes.copy()
+    for i in range(1, k + 1):
+        if codes[f"reason_{i}"].isna().all():
+            codes[f"reason_{i}_feature"] = codes[f"reason_{i}"]
+            continue
+        feature = representative_features(contrib, groups, codes[f"reason_{i}"], direction)
+        en, zh = writer.write(feature, frame, sign=np.sign(codes[f"reason_{i}_value"].to_numpy()))
+        codes[f"reason_{i}_en"] = _str_column(en, pd.notna(en))
+        codes[f"reason_{i}_zh"] = _str_column(zh, pd.notna(zh))
+        codes[f"reason_{i}_feature"] = _str_column(feature, pd.notna(feature))
+    return codes
 
 
 def _dictionary_labels(features: Sequence[str]) -> dict[str, dict[str, str]]:

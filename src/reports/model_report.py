@@ -12,7 +12,7 @@ What it reads:
   PSI and fairness are computed on it; the report checks that the out-of-time AUC recomputed on it equals the
   logged one and says so when it does not (data changed since training).
 
-SHAP values (LightGBM's exact TreeSHAP, ``pred_contrib``) are computed on a stratified sample of stated size
+SHAP values (exact TreeSHAP: the pattern cache of :mod:`bankseg.models.treeshap`, equal to ``pred_contrib``) are computed on a stratified sample of stated size
 (strata: as_of x label), so the report costs about the same at 50 thousand and at a million customers; the
 curves and tables use every labelled row. Customer ids never appear: the example customers are shown by a
 keyed pseudonym (:func:`bankseg.data.privacy.pseudonymise`).
@@ -35,8 +35,8 @@ from bankseg.models.explain import (
     aggregate_contributions,
     global_importance,
     importance_by_group,
-    resolve_reason_groups,
     top_reason_codes,
+    write_reasons,
 )
 from bankseg.models.propensity import BIAS_COLUMN
 from bankseg.reports import html as h
@@ -79,6 +79,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("shap-global", "What drives the score: SHAP global importance and beeswarm"),
     ("shap-dependence", "How the top features move the score: SHAP dependence"),
     ("shap-personas", "What drives the score in each persona: mean |SHAP| per persona"),
+    ("reasons", "What the reason codes say: first reasons across customers (out-of-time)"),
     ("examples", "Three example customers: how their scores are built, with reason codes"),
     ("fairness", "Disparate impact of top-decile selection by age band and gender (80% rule)"),
     ("comparison", "Champion against challenger on the same out-of-time data"),
@@ -481,7 +482,7 @@ def model_report(run: ModelRun, frame: pd.DataFrame, settings: ModelReportSettin
 
     # ---- SHAP global
     strata_text = " x ".join(settings.shap_strata) or "none"
-    sample_note = (f"SHAP values are exact TreeSHAP contributions (LightGBM pred_contrib, log-odds units) on a "
+    sample_note = (f"SHAP values are exact TreeSHAP contributions (equal to LightGBM pred_contrib, log-odds units) on a "
                    f"seeded sample of {len(sample):,} of {len(frame):,} rows, stratified by {strata_text} "
                    f"(setting shap_sample_size = {settings.shap_sample_size:,}).")
     imp_table = pd.DataFrame({
@@ -515,12 +516,19 @@ def model_report(run: ModelRun, frame: pd.DataFrame, settings: ModelReportSettin
         "Different columns mean the model relies on different signals for different kinds of customer.",
         tuple(_persona_importance(contrib, sample, top, names_en, persona_model))))
 
-    # ---- examples
+    # ---- reason codes: their spread over customers, then three customers
+    reasons = _reason_codes(run, est, parts["oot"], settings)
+    report.add(h.Section(
+        "reasons", titles["reasons"],
+        "Each customer gets up to three reasons: the business features pushing the score the configured way, "
+        "with the customer's own value. If one reason came first for most customers, a relationship manager "
+        "would hear the same sentence every time.",
+        tuple(_first_reasons(reasons))))
     report.add(h.Section(
         "examples", titles["examples"],
         "Each chart starts at the model's average (base) and adds each feature's push up (red) or down (blue) "
         "until it reaches the customer's score; the reason codes are the business reasons pushing it up most.",
-        tuple(_examples(run, sample, contrib, est, settings))))
+        tuple(_examples(run, sample, contrib, est, settings, reasons))))
 
     # ---- fairness
     report.add(h.Section(
@@ -737,32 +745,87 @@ def _persona_importance(contrib, sample, top, names_en, persona_model) -> list[s
     ]
 
 
-def _matching_specs(features: Sequence[str], specs: Sequence[Mapping]) -> list[Mapping]:
-    """The reason-code groups that match one of ``features`` at least (the others group nothing).
+@dataclass(frozen=True)
+class _Reasons:
+    """Reason codes of the report: the settings (groups, writer) and the codes of a uniform sample of the rows
+    the model is judged on (``judged``: out-of-time, or a flat source's hold-out)."""
 
-    A flat source's own column can share a name with an unused group id (``age``): leaving that group out
-    changes no grouping and keeps the id check from refusing the source.
-    """
-    import re
-
-    return [spec for spec in specs if any(re.match(str(spec.get("pattern", "")), f) for f in features)]
+    settings: Any
+    codes: pd.DataFrame
+    n_rows: int
+    judged: str
 
 
-def _examples(run: ModelRun, sample, contrib, est, settings: ModelReportSettings) -> list[str]:
+def _reason_codes(run: ModelRun, est, oot: pd.DataFrame, settings: ModelReportSettings) -> _Reasons:
+    """The run's reason-code settings, as the segmenter would build them, and the codes of a seeded uniform
+    sample of the out-of-time rows (the SHAP sample is stratified by label, so it would misstate the spread)."""
+    from bankseg.models.explain import reason_codes_for
+    from bankseg.scoring.segmenter import reason_code_settings
+
+    model_cfg = run.config.get("model") or {}
+    rc = dict(model_cfg.get("reason_codes") or {})
+    text_cfg = dict(rc.pop("dictionary", None) or _packaged_reason_dictionary())
+    specs = text_cfg.pop("groups")
+    data_cfg = run.config.get("data") or {}
+    rng = np.random.default_rng(settings.random_state)
+    rows = oot.iloc[np.sort(rng.permutation(len(oot))[: settings.shap_sample_size])]
+    rcs = reason_code_settings(est.feature_names_, rc, specs, text_cfg, rows, str(data_cfg.get("currency", "CNY")),
+                               feature_labels=data_cfg.get("labels"))
+    codes = reason_codes_for(est, rows, rcs.groups, rcs.dictionary, k=rcs.top_k, direction=rcs.direction,
+                             writer=rcs.writer)
+    return _Reasons(rcs, codes, len(oot), run.eval_name)
+
+
+def _packaged_reason_dictionary() -> dict:
+    from importlib import resources
+
+    import yaml
+
+    text = resources.files("bankseg.conf").joinpath("model", "reason_codes.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def first_reason_spread(codes: pd.DataFrame, dictionary: Mapping[str, Mapping[str, str]]) -> pd.DataFrame:
+    """Customers per first reason code, most common first: code, en and zh label, customers, share."""
+    first = codes["reason_1"].astype(object).where(codes["reason_1"].notna(), "(none)")
+    counts = first.value_counts(sort=True)
+    return pd.DataFrame({
+        "code": counts.index,
+        "reason": [dictionary.get(c, {}).get("en", "no reason pushes the score up") for c in counts.index],
+        "中文": [dictionary.get(c, {}).get("zh", "无推高评分的原因") for c in counts.index],
+        "customers": counts.to_numpy(),
+        "share": counts.to_numpy() / max(len(first), 1),
+    })
+
+
+def _first_reasons(reasons: _Reasons) -> list[str]:
+    spread = first_reason_spread(reasons.codes, reasons.settings.dictionary)
+    top = spread.iloc[0]
+    if top["share"] > 0.5:
+        verdict = h.callout(
+            f"One reason comes first for most customers: {top['reason']} ({top['share']:.0%}). The model has one "
+            f"main driver here; the sentences still differ by each customer's value, but the second and third "
+            f"reasons carry what tells customers apart.", "warn")
+    else:
+        verdict = h.callout(f"No single reason comes first for most customers: the most common, {top['reason']}, "
+                            f"covers {top['share']:.0%}.", "good")
+    return [
+        h.paragraph(f"First reason of {len(reasons.codes):,} {reasons.judged} customers drawn uniformly (seeded) from "
+                    f"{reasons.n_rows:,}; scope of reason codes in scoring: {reasons.settings.scope}; direction "
+                    f"{reasons.settings.direction}. Correlated features form one reason (codes joined by +)."),
+        verdict,
+        h.table(spread, formats={"share": ".1%"}, table_id="first-reasons-table"),
+    ]
+
+
+def _examples(run: ModelRun, sample, contrib, est, settings: ModelReportSettings, reasons: _Reasons) -> list[str]:
     from bankseg.data.privacy import pseudonymisation_key, pseudonymise
 
-    specs = (((run.config.get("model") or {}).get("reason_codes") or {}).get("dictionary") or {}).get("groups")
-    if not specs:
-        from importlib import resources
-
-        import yaml
-
-        text = resources.files("bankseg.conf").joinpath("model", "reason_codes.yaml").read_text(encoding="utf-8")
-        specs = yaml.safe_load(text)["groups"]
-    direction = (((run.config.get("model") or {}).get("reason_codes") or {}).get("direction")) or "increase"
-    groups, dictionary = resolve_reason_groups(est.feature_names_, _matching_specs(est.feature_names_, specs))
-    grouped = aggregate_contributions(contrib, groups)
-    codes = top_reason_codes(grouped, k=3, direction=direction, dictionary=dictionary)
+    rcs = reasons.settings
+    grouped = aggregate_contributions(contrib, rcs.groups)
+    codes = top_reason_codes(grouped, k=rcs.top_k, direction=rcs.direction, dictionary=rcs.dictionary)
+    if rcs.writer is not None:
+        codes = write_reasons(codes, contrib, sample, rcs.groups, rcs.top_k, rcs.direction, rcs.writer)
     labelled_oot = sample.index[((sample["split"] == run.eval_split) & sample[est.target].notna()).to_numpy()]
     pool = labelled_oot if len(labelled_oot) >= 3 else sample.index
     score = pd.Series(est.predict_proba(sample.loc[pool]), index=pool).sort_values(ascending=False, kind="stable")
@@ -774,7 +837,7 @@ def _examples(run: ModelRun, sample, contrib, est, settings: ModelReportSettings
     pseudonyms = pseudonymise(sample.loc[list(picks.values()), "customer_id"], pseudonymisation_key())
     blocks = [h.paragraph(f"Customers are drawn from the labelled {run.eval_name} rows of the SHAP sample and shown by a keyed "
                           f"pseudonym, never their id. Reason codes group raw features into business reasons "
-                          f"(direction: {direction}).")]
+                          f"(direction: {rcs.direction}) and say the customer's value against its comparison.")]
     items = []
     for (what, idx), pseudonym in zip(picks.items(), pseudonyms, strict=True):
         row = contrib.loc[idx].drop(BIAS_COLUMN)
@@ -786,16 +849,16 @@ def _examples(run: ModelRun, sample, contrib, est, settings: ModelReportSettings
             shown.loc[f"{len(order) - settings.waterfall_features} other features"] = rest
         label_value = sample.at[idx, est.target]
         outcome = "unknown" if pd.isna(label_value) else ("yes" if label_value == 1 else "no")
-        reasons = [
+        reasons_text = [
             f"{codes.at[idx, f'reason_{i}_en']} / {codes.at[idx, f'reason_{i}_zh']} "
             f"({codes.at[idx, f'reason_{i}_value']:+.2f})"
-            for i in (1, 2, 3) if not pd.isna(codes.at[idx, f"reason_{i}"])
+            for i in range(1, rcs.top_k + 1) if not pd.isna(codes.at[idx, f"reason_{i}"])
         ]
         title = f"Customer {pseudonym} ({what}): probability {score.loc[idx]:.1%}, outcome {outcome}"
         items.append(h.card(title, [
             h.figure(plots.waterfall(shown, float(contrib.at[idx, BIAS_COLUMN]), f"customer {pseudonym}"),
                      f"SHAP waterfall of customer {pseudonym}"),
-            h.paragraph("Reason codes: " + ("; ".join(reasons) if reasons else "none push the score up")),
+            h.paragraph("Reason codes: " + ("; ".join(reasons_text) if reasons_text else "none push the score up")),
         ]))
     blocks.append(h.cards(items, wide=True))
     return blocks

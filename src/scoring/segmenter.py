@@ -35,7 +35,8 @@ import pandas as pd
 from mlflow.types import ColSpec, Schema
 from pandas.api.types import is_numeric_dtype
 
-from bankseg.models.explain import global_importance, reason_codes_for
+from bankseg.models.explain import global_importance, merge_correlated, reason_codes_for, resolve_reason_groups
+from bankseg.models.reason_text import ReasonWriter
 from bankseg.models.pyfunc import to_model_input
 from bankseg.segments import (
     RfmBins,
@@ -113,10 +114,11 @@ class ReasonCodeSettings:
 
     groups: Mapping[str, str]
     dictionary: Mapping[str, Mapping[str, str]]
-    scope: str = "actionable"
+    scope: str = "all"
     actionable_bands: tuple[str, ...] = ()
     top_k: int = 3
     direction: str = "increase"
+    writer: ReasonWriter | None = None  # sentences with the customer's values; None: the group labels
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
@@ -231,13 +233,41 @@ class SegmenterModel(mlflow.pyfunc.PythonModel):
             mask = eligible if mask is None else mask & eligible
         codes = reason_codes_for(
             self.parts.propensity[model], frame, settings.groups, settings.dictionary, k=settings.top_k,
-            direction=settings.direction, mask=mask,
+            direction=settings.direction, mask=mask, writer=getattr(settings, "writer", None),
         )
         return {
             f"{model}_reason_{i}{s}": _text(codes[f"reason_{i}{s}"])
             for i in range(1, settings.top_k + 1)
             for s in REASON_SUFFIXES
         }
+
+
+def reason_code_settings(
+    features: Sequence[str],
+    rc: Mapping,
+    specs: Sequence[Mapping],
+    text_cfg: Mapping | None,
+    reference: pd.DataFrame,
+    currency: str = "CNY",
+    feature_labels: Mapping[str, Mapping[str, str]] | None = None,
+) -> ReasonCodeSettings:
+    """One model's reason-code settings: groups (correlated ones merged on ``reference``), labels, scope, and
+    the writer of its sentences (``text_cfg`` None: no writer, the codes carry the group labels)."""
+    direction = str(rc.get("direction", "increase"))
+    groups, dictionary = resolve_reason_groups(features, specs, feature_labels=feature_labels)
+    writer = None
+    if text_cfg is not None:
+        threshold = float(text_cfg.get("merge_correlated", 1.0))
+        groups, dictionary = merge_correlated(groups, dictionary, reference, threshold)
+        writer = ReasonWriter.build(
+            features, text_cfg, reference=reference, feature_labels=feature_labels, currency=currency,
+            effect=direction == "both",
+        )
+    return ReasonCodeSettings(
+        groups=groups, dictionary=dictionary, scope=str(rc.get("scope", "all")),
+        actionable_bands=tuple(rc.get("actionable_bands", ())), top_k=int(rc.get("top_k", 3)),
+        direction=direction, writer=writer,
+    )
 
 
 def conversion_at_target(model, frame: pd.DataFrame) -> np.ndarray:
@@ -317,6 +347,8 @@ def assemble_segmenter(
     reason_codes: Mapping[str, Mapping],
     reason_specs: Sequence[Mapping],
     model_versions: Mapping[str, str],
+    reason_text: Mapping | None = None,
+    currency: str = "CNY",
     drift_bins: int = 10,
     drift_top_features: int = 5,
     drift_sample: int = 5000,
@@ -328,9 +360,10 @@ def assemble_segmenter(
     the persona x product lift table are fitted on it, and the drift reference is taken from it.
     ``bands``/``reason_codes`` are the ``bands`` and ``reason_codes`` sections of each propensity model's config
     (``reason_codes.scope``, ``actionable_bands``, ``top_k``, ``direction``); ``reason_specs`` the reason-code
-    group entries (conf/model/reason_codes.yaml ``groups``).
+    group entries (conf/model/reason_codes.yaml ``groups``); ``reason_text`` the rest of that file (``units``,
+    ``comparisons``, ``merge_correlated``), which makes the codes sentences with each customer's values in
+    ``currency``, compared with the reference population's typical customer.
     """
-    from bankseg.models.explain import resolve_reason_groups
     from bankseg.scoring.migration import reference_distributions
 
     missing = [m for m in PROPENSITY_MODELS if m not in propensity or m not in bands or m not in reason_codes]
@@ -343,12 +376,8 @@ def assemble_segmenter(
     reference = reference.reset_index(drop=True)
     settings = {}
     for m in PROPENSITY_MODELS:
-        groups, dictionary = resolve_reason_groups(propensity[m].feature_names_, reason_specs)
-        rc = reason_codes[m]
-        settings[m] = ReasonCodeSettings(
-            groups=groups, dictionary=dictionary, scope=str(rc.get("scope", "actionable")),
-            actionable_bands=tuple(rc.get("actionable_bands", ())), top_k=int(rc.get("top_k", 3)),
-            direction=str(rc.get("direction", "increase")),
+        settings[m] = reason_code_settings(
+            propensity[m].feature_names_, reason_codes[m], reason_specs, reason_text, reference, currency
         )
     band_specs = {m: Bands.from_dict(bands[m]) for m in PROPENSITY_MODELS}
     for m, rc in settings.items():

@@ -14,6 +14,7 @@ says everything the loader needs, so a new CSV with a label column becomes train
     exclude: []                    # columns kept out of the model (leaks, ...)
     categorical: [Geography, Gender]
     rename: {}
+    labels: {balance: {en: Account balance, zh: 账户余额, unit: money}}   # reason-code names and units
 
 The file may be a plain CSV, gzip-compressed or a zip archive holding one CSV: its first bytes decide, not its name.
 
@@ -51,7 +52,7 @@ KIND = "flat"
 SPLIT_VALUE = "train"
 _KNOWN_KEYS = frozenset(
     {"name", "kind", "path", "sep", "id_column", "drop", "label", "exclude", "categorical", "rename",
-     "encoding", "description", "source", "currency", "na_values", "registry_prefix"}
+     "encoding", "description", "source", "currency", "na_values", "registry_prefix", "labels"}
 )
 
 
