@@ -111,3 +111,35 @@ def test_segment_report_renders_in_chromium(browser, tmp_path):
     assert len(grid) == 25 and sum(grid) == len(current)
     assert re.search(r"Gold 黄金", page.locator("section#tiers").inner_text())
     page.locator("section#personas").screenshot(path=str(tmp_path / "segment_personas.png"))
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+CHURN_CSV = SHARED / "churn_modelling" / "Churn_Modelling.csv"
+
+
+@pytest.mark.skipif(not CHURN_CSV.exists(), reason=f"{CHURN_CSV} missing: ../shared/data is not beside the project")
+def test_a_flat_sources_model_report_judges_the_hold_out_and_renders_in_chromium(browser, tmp_path):
+    """Churn_Modelling (no time axis) trained, then `bankseg-report report=model data=churn_modelling` without
+    data.path: the report is rebuilt from the data the champion learned from and every section judges the hold-out."""
+    from hydra import compose, initialize_config_dir
+
+    from bankseg.cli import CONFIG_DIR, train
+    from bankseg.cli.report import report_job
+
+    common = [f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlruns/mlflow.db", f"paths.root_dir={tmp_path}",
+              f"paths.shared_data_dir={SHARED}", "data=churn_modelling", "model=churn"]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        train.main(compose(config_name="train", overrides=[*common, "model.params.num_threads=1",
+                                                           "build_report=false"]))
+        cfg = compose(config_name="report", overrides=[*common, "report=model", f"out_dir={tmp_path / 'reports'}",
+                                                       "reports.model.shap_sample_size=300"])
+    path = report_job(cfg).path
+    page, problems = open_report(browser, path)
+    sections = mr.report_sections("test")
+    assert dict(sections)["metrics"].endswith("hold-out") and "out-of-time" not in str(sections)
+    check_page(page, problems, sections, tmp_path / "flat_model_report.png")
+    card = page.locator("section#model-card").inner_text()
+    assert "hold-out" in card and "Out-of-time as_of" not in card
+    assert "bankseg-churn_modelling-churn" in card
+    examples = page.locator("section#examples").inner_text()
+    assert "Surname" not in examples and "CustomerId" not in examples
