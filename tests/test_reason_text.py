@@ -147,7 +147,7 @@ def test_flat_source_columns_get_readable_names_in_both_languages():
     assert en[0] == "Total transaction amount: 1,000 USD, below the typical 4,000 USD"
     assert zh[0] == "Total transaction amount1,000美元,低于一般客户的4,000美元"
     assert en[1] == "Customer age: 40 years, the same as the typical 40 years"
-    assert (en[2], zh[2]) == ("Gender: F", "性别:F")
+    assert (en[2], zh[2]) == ("Gender: female", "性别:女")  # the packaged category values apply to any source
     assert all("_" not in text for text in [*en, *zh])
 
 
@@ -157,3 +157,12 @@ def test_a_missing_value_says_so():
                           pd.DataFrame({"bal_aum_trend_3m": [np.nan, 0.3]}))
     assert en.tolist() == ["AUM trend, 3m vs previous 3m: no data", None]
     assert zh[0] == "资产趋势(近3月对比前3月):无数据"
+
+
+def test_category_values_read_as_words_in_both_languages():
+    frame = pd.DataFrame({"cust_occupation": pd.array(["civil_servant", "self_employed", None], dtype="str")})
+    writer = ReasonWriter.build(["cust_occupation"], REASON_CODES, reference=frame)
+    en, zh = writer.write(np.array(["cust_occupation"] * 3, dtype=object), frame)
+    assert en[0].endswith(": civil servant") and zh[0].endswith(":公务员")
+    assert en[1].endswith(": self employed") and zh[1].endswith(":self employed")  # not listed: as it is
+    assert en[2].endswith(": no data") and zh[2].endswith(":无数据")

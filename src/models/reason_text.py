@@ -68,6 +68,7 @@ class ReasonWriter:
     facts: Mapping[str, Fact]
     currency: str = "CNY"
     effect: bool = False  # append which way the reason pushes the score (direction "both")
+    values: Mapping[str, Mapping[str, str]] | None = None  # category value -> {"en", "zh"} (config ``values``)
 
     @classmethod
     def build(
@@ -82,7 +83,8 @@ class ReasonWriter:
     ) -> ReasonWriter:
         """Facts for ``features``: units and comparisons from ``config`` (reason_codes.yaml ``units`` and
         ``comparisons``), names from ``feature_labels`` or the feature dictionary, typical values from
-        ``reference`` (left out when None)."""
+        ``reference`` (left out when None); category values in words from ``values`` (a value not listed is
+        shown with underscores as spaces)."""
         config = config or {}
         units = _compile(config.get("units") or (), "unit")
         comparisons = _compile(config.get("comparisons") or (), "with")
@@ -102,7 +104,8 @@ class ReasonWriter:
                 baseline_en=compare.get("en", "") if baseline else "", baseline_zh=compare.get("zh", "") if baseline else "",
                 typical=_typical(column, unit),
             )
-        return cls(facts, currency=currency, effect=effect)
+        values = {str(k): dict(v) for k, v in (config.get("values") or {}).items()}
+        return cls(facts, currency=currency, effect=effect, values=values)
 
     def write(self, feature: np.ndarray, frame: pd.DataFrame, sign: np.ndarray | None = None):
         """The en and zh sentences (object arrays, None where ``feature`` is None) of one reason slot.
@@ -127,11 +130,20 @@ class ReasonWriter:
         return en, zh
 
     # ------------------------------------------------------------------ one feature's rows
+    def _value_words(self, value) -> tuple[str, str] | None:
+        """A category value in en and zh words (None for a missing value)."""
+        if value is None:
+            return None
+        own = (self.values or {}).get(str(value), {})
+        en = own.get("en", str(value).replace("_", " "))
+        return en, own.get("zh", en)
+
     def _sentences(self, fact: Fact, values: pd.Series, base: np.ndarray | None) -> tuple[list[str], list[str]]:
         if fact.unit == "category":
             text = values.astype(object).where(values.notna(), None).to_numpy()
-            return ([f"{fact.name_en}: {v}" if v is not None else f"{fact.name_en}: no data" for v in text],
-                    [f"{fact.name_zh}:{v}" if v is not None else f"{fact.name_zh}:无数据" for v in text])
+            words = [self._value_words(v) for v in text]
+            return ([f"{fact.name_en}: {w[0]}" if w else f"{fact.name_en}: no data" for w in words],
+                    [f"{fact.name_zh}:{w[1]}" if w else f"{fact.name_zh}:无数据" for w in words])
         v = values.to_numpy(dtype=float, na_value=np.nan)
         en, zh = [], []
         for i, x in enumerate(v):
