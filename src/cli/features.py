@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import hydra
 import numpy as np
@@ -13,8 +14,9 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from bankseg.cli import CONFIG_DIR, HYDRA_VERSION_BASE
-from bankseg.cli.settings import feature_kwargs_from, label_settings_from
-from bankseg.data.io import table_path, write_table
+from bankseg.cli.settings import feature_kwargs_from, label_settings_from, plain
+from bankseg.data.checked import CheckedDataset, checked_dataset, write_record
+from bankseg.data.io import write_table
 from bankseg.features.build import build_feature_table, normalise_as_of_dates
 from bankseg.features.labels import LABEL_COLUMNS, LabelSettings
 
@@ -27,6 +29,7 @@ class FeatureJobResult:
     labels_path: Path | None
     summary: pd.DataFrame
     seconds: float
+    validation: dict | None = None
 
 
 def run_features(
@@ -45,6 +48,7 @@ def run_features(
     label_settings: LabelSettings | None = None,
     plan_n_train: int = 4,
     plan_step_months: int = 3,
+    validation: Mapping[str, Any] | None = None,
 ) -> FeatureJobResult:
     """Build features as of each date from the dataset folder and write them to ``out_dir``.
 
@@ -52,56 +56,54 @@ def run_features(
     ``bankseg-train`` plans from the data, :func:`bankseg.models.oot_split.plan_as_of_dates`) or ``latest``
     (the first day after the data). Writes ``features.parquet`` (keys and features) and, when
     ``label_settings`` is given and at least one label exists (its future window is in the data),
-    ``labels.parquet`` (customer_id, as_of, label_*).
+    ``labels.parquet`` (customer_id, as_of, label_*). The folder is validated first (``validation``: the
+    conf/validation settings): ``rejects.parquet`` and ``summary.json`` (per-as_of rows and the validation
+    record: counts, warnings, reject reasons) go to ``out_dir`` too, and an as_of outside the data's range is
+    refused before anything is built.
     """
-    data_path = Path(data_path)
-    if not data_path.is_dir():
-        raise FileNotFoundError(f"data.path {data_path} is not a dataset folder (run bankseg-simulate first?)")
     started = time.perf_counter()
-    dates = _expand_keywords(
-        as_of, data_path, horizon_months=(label_settings or LabelSettings()).longest_horizon_months,
-        history_months=max(windows), n_train=plan_n_train, step_months=plan_step_months,
-    )
-    table = build_feature_table(
-        data_path,
-        dates,
-        windows=windows,
-        aum_products=aum_products,
-        loan_products=loan_products,
-        recency_cap_days=recency_cap_days,
-        salary_day_std_scale=salary_day_std_scale,
-        n_buckets=n_buckets,
-        engine=engine,
-        spark_master=spark_master,
-        label_settings=label_settings,
-    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with checked_dataset(data_path, validation, work_dir=out_dir) as checked:
+        dates = _expand_keywords(
+            as_of, checked, horizon_months=(label_settings or LabelSettings()).longest_horizon_months,
+            history_months=max(windows), n_train=plan_n_train, step_months=plan_step_months,
+        )
+        checked.check_as_of(dates)
+        table = build_feature_table(
+            checked.path,
+            dates,
+            windows=windows,
+            aum_products=aum_products,
+            loan_products=loan_products,
+            recency_cap_days=recency_cap_days,
+            salary_day_std_scale=salary_day_std_scale,
+            n_buckets=n_buckets,
+            engine=engine,
+            spark_master=spark_master,
+            label_settings=label_settings,
+        )
     label_columns = [c for c in LABEL_COLUMNS if c in table.columns]
     features_path = write_table(table.drop(columns=label_columns), out_dir, "features")
     labels_path = None
     if label_columns and table[label_columns].notna().any().any():
         labels_path = write_table(table[["customer_id", "as_of", *label_columns]], out_dir, "labels")
     summary = summarise(table, label_columns)
-    return FeatureJobResult(features_path, labels_path, summary, time.perf_counter() - started)
+    record = checked.record()
+    write_record({"as_of": summary.reset_index().assign(as_of=lambda d: d["as_of"].astype("str"))
+                  .to_dict(orient="records"), "validation": record}, out_dir / "summary.json")
+    return FeatureJobResult(features_path, labels_path, summary, time.perf_counter() - started, record)
 
 
-def _expand_keywords(as_of, data_path: Path, **plan_kwargs) -> list[pd.Timestamp]:
-    """Dates for ``as_of``: the keywords ``plan`` / ``latest`` resolved on the data, else the dates given."""
+def _expand_keywords(as_of, checked: CheckedDataset, **plan_kwargs) -> list[pd.Timestamp]:
+    """Dates for ``as_of``: the keywords ``plan`` / ``latest`` resolved on the data's range, else the dates given."""
     values = [as_of] if isinstance(as_of, str | pd.Timestamp) else list(as_of)
     if len(values) == 1 and str(values[0]) in ("plan", "latest"):
         from bankseg.models.oot_split import expand_as_of
 
-        months = _balance_months(data_path)
-        return expand_as_of(str(values[0]), months.min(), months.max(), **plan_kwargs)
+        first, last = checked.month_range
+        return expand_as_of(str(values[0]), first, last, **plan_kwargs)
     return normalise_as_of_dates(values)
-
-
-def _balance_months(data_path: Path) -> pd.Series:
-    path = table_path(data_path, "balances")
-    if path is None:
-        raise FileNotFoundError(f"dataset folder {data_path}: table 'balances' is missing")
-    return pd.read_parquet(path, columns=["month"])["month"]
 
 
 def summarise(table: pd.DataFrame, label_columns: Sequence[str]) -> pd.DataFrame:
@@ -133,11 +135,16 @@ def features_job(cfg: DictConfig) -> FeatureJobResult:
         label_settings=label_settings,
         plan_n_train=int(cfg.as_of_plan.n_train),
         plan_step_months=int(cfg.as_of_plan.step_months),
+        validation=plain(cfg.validation) if "validation" in cfg else None,
     )
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(result.summary.to_string())
     print(f"features -> {result.features_path}")
     print(f"labels   -> {result.labels_path or 'not written (no future window in the data)'}")
+    if result.validation and (result.validation["warnings"] or result.validation["rows_rejected"]):
+        print(f"validation: {result.validation['rows_rejected']} rows set aside (rejects.parquet), warnings:")
+        for warning in result.validation["warnings"]:
+            print(f"  - {warning}")
     print(f"{int(np.sum(result.summary['customers']))} rows in {result.seconds:.1f} s (engine={cfg.engine})")
     return result
 

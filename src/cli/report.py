@@ -45,6 +45,7 @@ def report_job(cfg: DictConfig) -> ReportResult:
             log_to_mlflow=bool(cfg.log_to_mlflow),
             features_path=cfg.features_path,
             data_cfg=data_config(cfg),
+            validation=plain(cfg.validation) if "validation" in cfg else None,
         )
     if cfg.report == "segments":
         if cfg.scoring_dir is None:

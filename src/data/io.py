@@ -119,6 +119,66 @@ def iter_table_parts(
                 yield _to_pandas(parquet.read_row_group(group, columns=cols), name)
 
 
+def table_files(root: Path | str, name: str) -> list[Path]:
+    """The Parquet files of a table in read order: its one file, or its parts folder's files by name."""
+    path = _require_table(root, name)
+    return _part_files(path) if path.is_dir() else [path]
+
+
+def unreadable_file(path: Path) -> str | None:
+    """Why a Parquet file cannot be read (truncated, corrupt, not Parquet), or None when its footer reads."""
+    try:
+        pq.read_metadata(path)
+    except (pa.ArrowException, OSError) as error:
+        kind = "truncated or corrupt" if "magic bytes" in str(error) or "footer" in str(error) else "unreadable"
+        return f"{path} is not a readable Parquet file ({kind}: {type(error).__name__})"
+    return None
+
+
+def copy_table_without_rows(root: Path | str, name: str, drop: np.ndarray, dest: Path | str) -> Path:
+    """Copy one table into the folder ``dest`` leaving out the rows at positions ``drop``; returns the copy.
+
+    Positions count over the whole table in :func:`iter_table_parts` order (file name, then row group). The
+    layout, part file names, row groups and Arrow schema of the source are kept, so readers (and the feature
+    builder's customer-partition detection) see the same table minus those rows. With nothing to drop the copy
+    is a symbolic link to the source.
+    """
+    source = _require_table(root, name)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / source.name
+    drop = np.unique(np.asarray(drop, dtype=np.int64))
+    if len(drop) == 0:
+        target.symlink_to(source.resolve(), target_is_directory=source.is_dir())
+        return target
+    if source.is_dir():
+        target.mkdir()
+    offset = 0
+    for file in table_files(root, name):
+        parquet = pq.ParquetFile(file)
+        out = target / file.name if source.is_dir() else target
+        with pq.ParquetWriter(out, parquet.schema_arrow) as writer:
+            for group in range(parquet.metadata.num_row_groups):
+                table = parquet.read_row_group(group)
+                n = table.num_rows
+                local = drop[(drop >= offset) & (drop < offset + n)] - offset
+                keep = np.ones(n, dtype=bool)
+                keep[local] = False
+                writer.write_table(table.filter(pa.array(keep)))
+                offset += n
+    return target
+
+
+def write_empty_table(root: Path | str, name: str) -> Path:
+    """Write a canonical table with no rows (canonical column types, text for categories) into ``root``."""
+    kinds = {"int": pa.int64(), "float": pa.float64(), "datetime": pa.timestamp("us"), "category": pa.string()}
+    schema = pa.schema([(c.name, kinds[c.kind]) for c in TABLES[name].columns])
+    target = Path(root) / f"{name}.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write_parquet(schema.empty_table(), target)
+    return target
+
+
 def table_columns(root: Path | str, name: str) -> list[str]:
     """Column names of a table, from its (first) file's Parquet schema, without reading data."""
     path = _require_table(root, name)

@@ -11,18 +11,24 @@ Policy (what refuses a table, what only sets rows aside):
 - **Refuses a table** (listed in one :class:`DataValidationError` with every other problem of the call):
   missing columns; wrong dtypes that cannot be coerced without guessing (text amounts, text dates,
   timezone-aware timestamps, floats with fractions in an id); nulls in a key column or in ``customer_id``;
-  duplicate keys in customers, balances and holdings; an empty or absent ``customers`` or ``balances``;
-  any bad value in ``customers`` (it is not rejectable row by row: nulls in non-nullable columns, values
-  outside the allowed lists, numbers below their bound, birth after account opening, dates after
-  ``as_of_today``); and, in a fact table, rejectable rows whose share exceeds ``max_reject_fraction``.
+  duplicate keys in customers, balances and holdings; an empty or absent required table (``customers``,
+  ``balances``, ``transactions``: every absent one is listed in the same error); a file that is not readable
+  Parquet (truncated, corrupt), named with its table and path; any bad value in ``customers`` (it is not
+  rejectable row by row: nulls in non-nullable columns, values outside the allowed lists, numbers below their
+  bound or above their plausible maximum, birth after account opening, an implausible age, dates after
+  ``as_of_today`` or before the earliest plausible date); and, in a fact table, rejectable rows whose share
+  exceeds ``max_reject_fraction``.
 - **Set aside as rejects** (fact tables: balances, transactions, holdings, interactions), when their share is
   within ``max_reject_fraction``: nulls in non-key columns, unknown category values, amounts <= 0, negative
   or non-finite balances, orphan ``customer_id`` (not in customers), dates outside the data's own range,
-  holdings closed before opened, a balances month that is not the first of a month, and duplicate
-  ``txn_id`` rows beyond the first. A row with several problems is one rejects row with all reasons joined.
+  holdings closed before opened, a balances month that is not the first of a month, duplicate
+  ``txn_id`` rows beyond the first, and implausible values (:class:`Bounds`: an amount or balance above its
+  maximum, a date before the earliest plausible one). A row with several problems is one rejects row with
+  all reasons joined.
 - **Warnings** (returned, never raised): extra columns (dropped from the kept tables by default: real
   sources can carry names or phone numbers, which must not travel further), absent or empty optional
-  tables, and how many rows each reason set aside.
+  tables (``holdings``, ``interactions``: the features are then built as for customers without such rows),
+  and how many rows each reason set aside.
 
 The data's own range runs from the earliest ``balances.month`` to the end of the latest one. Nothing may be
 dated after ``as_of_today`` (default: today by the wall clock): balance months after it are rejected before
@@ -37,10 +43,11 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,11 +58,57 @@ import pyarrow.parquet as pq
 from bankseg.data import io
 from bankseg.data.schema import TABLES, Column, Table
 
-REQUIRED_TABLES: tuple[str, ...] = ("customers", "balances")
+REQUIRED_TABLES: tuple[str, ...] = ("customers", "balances", "transactions")
+OPTIONAL_TABLES: tuple[str, ...] = ("holdings", "interactions")
 EXTRA_COLUMN_POLICIES: tuple[str, ...] = ("drop", "refuse")
 REJECTS_COLUMNS: tuple[str, ...] = ("table", "row", "customer_id", "txn_id", "reason")
 _MAX_EXAMPLES = 5
 _UNKNOWN = -2  # category code of a value outside the schema's list (-1 is a null)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Plausibility bounds (conf/validation ``bounds``): values a real bank's data cannot hold.
+
+    ``max_values`` maps table -> column -> largest plausible value (money in the dataset's currency);
+    ``age_years`` is the plausible [youngest, oldest] age of a customer at ``as_of_today``; ``earliest_date``
+    is the earliest plausible date in any date column (birth dates are bounded by the age instead).
+    """
+
+    max_values: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: {
+        "transactions": {"amount": 1e9},
+        "balances": {"avg_daily_balance": 1e11, "month_end_balance": 1e11},
+        "customers": {"declared_income_monthly": 1e8},
+    })
+    age_years: tuple[float, float] = (0.0, 120.0)
+    earliest_date: pd.Timestamp | str = "1900-01-01"  # a Timestamp after __post_init__
+
+    def __post_init__(self) -> None:
+        for table, columns in self.max_values.items():
+            for column in columns:
+                if table not in TABLES or column not in TABLES[table].column_names:
+                    raise ValueError(f"bounds.max_values: no column {table}.{column} in the canonical schema")
+        low, high = (float(a) for a in self.age_years)
+        if not 0 <= low < high:
+            raise ValueError(f"bounds.age_years must be [youngest, oldest] with 0 <= youngest < oldest, got "
+                             f"{list(self.age_years)}")
+        object.__setattr__(self, "age_years", (low, high))
+        object.__setattr__(self, "earliest_date", pd.Timestamp(self.earliest_date))
+        object.__setattr__(self, "max_values", {t: {c: float(v) for c, v in cols.items()}
+                                                for t, cols in self.max_values.items()})
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Any] | Bounds | None) -> Bounds:
+        """Bounds from the config's ``bounds`` mapping (missing keys keep their defaults)."""
+        if isinstance(cfg, Bounds):
+            return cfg
+        cfg = dict(cfg or {})
+        unknown = sorted(set(cfg) - {"max_values", "age_years", "earliest_date"})
+        if unknown:
+            raise ValueError(f"bounds: unknown settings {unknown}")
+        if "age_years" in cfg:
+            cfg["age_years"] = tuple(cfg["age_years"])
+        return cls(**cfg)
 
 
 @dataclass(frozen=True)
@@ -234,6 +287,7 @@ class _Context:
     end: np.datetime64 | None = None
     as_of_today: pd.Timestamp | None = None  # a day (midnight): anything dated after that day is in the future
     extra_columns: str = "drop"
+    bounds: Bounds = field(default_factory=Bounds)
 
     @property
     def tomorrow(self) -> np.datetime64 | None:
@@ -365,6 +419,7 @@ def _table_findings(table: Table, cols: dict[str, _Col], ctx: _Context, severity
         orphan = ~np.isin(ids, ctx.customer_ids) & ~cols["customer_id"].null
         yield _rows("orphan", "orphan customer_id", severity, orphan, offset, ids)
 
+    yield from _plausibility_findings(table, cols, ctx, severity, offset, ids)
     if table.name == "customers":
         yield from _customer_findings(cols, ctx, offset, ids)
     elif table.name == "balances" and "month" in cols:
@@ -444,6 +499,32 @@ def _customer_findings(cols: dict[str, _Col], ctx: _Context, offset: int,
             if name in cols:
                 late = cols[name].values >= ctx.tomorrow
                 yield _rows("future", f"{name} after as_of_today", "refuse", late, offset, ids)
+
+
+def _plausibility_findings(table: Table, cols: dict[str, _Col], ctx: _Context, severity: str, offset: int,
+                           ids: np.ndarray | None) -> Iterator[_Finding | None]:
+    """Values a real bank's data cannot hold (:class:`Bounds`): huge money, ancient dates, implausible ages."""
+    bounds = ctx.bounds
+    by_id = ids if table.name == "customers" else None  # customers are named by id, fact rows by position
+    for name, most in bounds.max_values.get(table.name, {}).items():
+        if name in cols:
+            yield _rows("implausible", f"{name} above {most:g}", severity, cols[name].values > most, offset, by_id)
+    earliest = np.datetime64(bounds.earliest_date, "us")
+    for column in table.columns:
+        if column.kind == "datetime" and column.name in cols and column.name != "birth_date":
+            early = cols[column.name].values < earliest  # NaT compares False
+            message = f"{column.name} before {bounds.earliest_date.date()}"
+            yield _rows("implausible", message, severity, early, offset, by_id)
+    if table.name == "customers" and "birth_date" in cols and ctx.as_of_today is not None:
+        youngest, oldest = bounds.age_years
+        birth = cols["birth_date"].values
+        too_old = birth < np.datetime64(ctx.as_of_today - pd.DateOffset(days=round(oldest * 365.25)), "us")
+        yield _rows("implausible", f"age over {oldest:g} years at {ctx.as_of_today.date()}", "refuse",
+                    too_old, offset, ids)
+        if youngest > 0:
+            too_young = birth > np.datetime64(ctx.as_of_today - pd.DateOffset(days=round(youngest * 365.25)), "us")
+            yield _rows("implausible", f"age under {youngest:g} years at {ctx.as_of_today.date()}", "refuse",
+                        too_young, offset, ids)
 
 
 def _range_findings(name: str, values: np.ndarray, ctx: _Context, severity: str, offset: int,
@@ -587,24 +668,29 @@ def _check_presence(ledger: _Ledger, name: str, present: bool, n_rows: int | Non
         ledger.add(name, "empty_table", "table is empty", severity, 0)
 
 
-def _month_range(months: np.ndarray, as_of_today: pd.Timestamp | None) -> tuple[np.datetime64, np.datetime64] | None:
-    """[earliest month, first day after the latest month) of balance months, None if there are none."""
-    months = months[~np.isnat(months)]
-    if as_of_today is not None:
-        months = months[months < np.datetime64(as_of_today + pd.Timedelta(days=1), "us")]
+def _month_range(months: np.ndarray, ctx: _Context) -> tuple[np.datetime64, np.datetime64] | None:
+    """[earliest month, first day after the latest month) of balance months, None if there are none.
+
+    Months after ``as_of_today`` or before the earliest plausible date are left out (they are rejected), so
+    one mistyped year cannot stretch the range.
+    """
+    months = months[~np.isnat(months) & (months >= np.datetime64(ctx.bounds.earliest_date, "us"))]
+    if ctx.as_of_today is not None:
+        months = months[months < np.datetime64(ctx.as_of_today + pd.Timedelta(days=1), "us")]
     if len(months) == 0:
         return None
     first = months.min().astype("datetime64[M]")
     return first.astype("datetime64[us]"), (months.max().astype("datetime64[M]") + 1).astype("datetime64[us]")
 
 
-def _base_context(as_of_today: pd.Timestamp | None, extra_columns: str, max_reject_fraction: float) -> _Context:
+def _base_context(as_of_today: pd.Timestamp | None, extra_columns: str, max_reject_fraction: float,
+                  bounds: Mapping[str, Any] | Bounds | None = None) -> _Context:
     if extra_columns not in EXTRA_COLUMN_POLICIES:
         raise ValueError(f"extra_columns must be one of {EXTRA_COLUMN_POLICIES}, got {extra_columns!r}")
     if not 0 <= max_reject_fraction <= 1:
         raise ValueError(f"max_reject_fraction must be within [0, 1], got {max_reject_fraction}")
     today = pd.Timestamp(as_of_today) if as_of_today is not None else pd.Timestamp.now()
-    return _Context(as_of_today=today.normalize(), extra_columns=extra_columns)
+    return _Context(as_of_today=today.normalize(), extra_columns=extra_columns, bounds=Bounds.from_dict(bounds))
 
 
 def _apply_range(ctx: _Context, data_range: tuple[np.datetime64, np.datetime64] | None) -> None:
@@ -626,14 +712,16 @@ def _as_range(ctx: _Context) -> tuple[pd.Timestamp, pd.Timestamp] | None:
 
 def validate_dataset(tables: dict[str, pd.DataFrame], *, max_reject_fraction: float = 0.01,
                      as_of_today: pd.Timestamp | str | None = None,
-                     extra_columns: str = "drop") -> ValidationResult:
+                     extra_columns: str = "drop",
+                     bounds: Mapping[str, Any] | Bounds | None = None) -> ValidationResult:
     """Validate in-memory tables; return the kept rows and the rejects, or raise one DataValidationError.
 
     ``tables`` maps canonical table names to frames (other names are ignored with a warning). The input
-    frames are never modified. ``as_of_today=None`` means today. See the module docstring for what refuses
-    a table and what is set aside.
+    frames are never modified. ``as_of_today=None`` means today; ``bounds`` (:class:`Bounds` or its config
+    mapping; None: the defaults) are the plausibility bounds. See the module docstring for what refuses a
+    table and what is set aside.
     """
-    ctx = _base_context(as_of_today, extra_columns, max_reject_fraction)
+    ctx = _base_context(as_of_today, extra_columns, max_reject_fraction, bounds)
     ledger = _Ledger()
     for name in tables:
         if name not in TABLES:
@@ -651,7 +739,7 @@ def validate_dataset(tables: dict[str, pd.DataFrame], *, max_reject_fraction: fl
     if balances is not None and "month" in balances.columns:
         month = _coerce(TABLES["balances"].column("month"), balances["month"])
         if isinstance(month, _Col):
-            data_range = _month_range(month.values, ctx.as_of_today)
+            data_range = _month_range(month.values, ctx)
     _apply_range(ctx, data_range)
 
     counts: dict[str, TableCounts] = {}
@@ -696,7 +784,8 @@ def write_rejects(rejects: pd.DataFrame, path: Path | str) -> Path:
 def validate_dataset_folder(root: Path | str, out_dir: Path | str | None = None, *,
                             max_reject_fraction: float = 0.01,
                             as_of_today: pd.Timestamp | str | None = None,
-                            extra_columns: str = "drop") -> FolderValidationSummary:
+                            extra_columns: str = "drop",
+                            bounds: Mapping[str, Any] | Bounds | None = None) -> FolderValidationSummary:
     """Validate a dataset folder part by part, holding only customers (and their ids) in memory.
 
     Runs the same checks as :func:`validate_dataset` and writes ``rejects.parquet`` and
@@ -709,23 +798,26 @@ def validate_dataset_folder(root: Path | str, out_dir: Path | str | None = None,
     part is checked on its own; if the parts' key ranges (txn_id for transactions, customer_id for balances
     and holdings) do not overlap, that is exact. If they overlap, a first pass reads the key columns alone
     of every part and checks them together (``txn_id``: duplicates beyond the first in read order, where
-    read order is file name then row group). Parts of a table are assumed to share one set of columns.
+    read order is file name then row group). Parts of a table are assumed to share one set of columns. A file
+    that is not readable Parquet refuses its table (named with its path); the other tables are still checked.
     """
-    ctx = _base_context(as_of_today, extra_columns, max_reject_fraction)
+    ctx = _base_context(as_of_today, extra_columns, max_reject_fraction, bounds)
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder {root} does not exist")
     ledger = _Ledger()
     counts: dict[str, TableCounts] = {}
+    unreadable = _unreadable_tables(root, ledger)
 
-    if io.table_path(root, "customers") is not None:
+    if io.table_path(root, "customers") is not None and "customers" not in unreadable:
         customers = io.read_table(root, "customers")
         inspection = _inspect(TABLES["customers"], customers, ctx)
         id_col = inspection.cols.get("customer_id")
         if id_col is not None:
             ctx.customer_ids = _sorted_unique(id_col.values[~id_col.null])
         del customers
-    if io.table_path(root, "balances") is not None and "month" in io.table_columns(root, "balances"):
+    if io.table_path(root, "balances") is not None and "balances" not in unreadable \
+            and "month" in io.table_columns(root, "balances"):
         _apply_range(ctx, _scan_month_range(root, ctx))
     else:
         _apply_range(ctx, None)
@@ -737,11 +829,19 @@ def validate_dataset_folder(root: Path | str, out_dir: Path | str | None = None,
             if not present:
                 _check_presence(ledger, name, False, None)
                 continue
+            if name in unreadable:
+                continue
             if name == "customers":
                 ledger.add_findings(name, inspection.findings)
                 n_in, n_bad = inspection.n, 0
             else:
-                n_in, n_bad = _validate_parts(root, table, ctx, ledger, writer)
+                try:
+                    n_in, n_bad = _validate_parts(root, table, ctx, ledger, writer)
+                except (pa.ArrowException, OSError) as error:  # a data page broken behind a sound footer
+                    where = io.table_path(root, name)
+                    ledger.add(name, "unreadable", f"{where} could not be read ({type(error).__name__}: "
+                               "truncated or corrupt data)", "refuse", 0)
+                    continue
             _check_presence(ledger, name, True, n_in)
             _settle_rejects(ledger, table, n_in, n_bad, max_reject_fraction)
             counts[name] = TableCounts(n_in, n_in - n_bad, n_bad)
@@ -760,6 +860,20 @@ def validate_dataset_folder(root: Path | str, out_dir: Path | str | None = None,
     return summary
 
 
+def _unreadable_tables(root: Path, ledger: _Ledger) -> set[str]:
+    """Tables with a file that is not readable Parquet, each file added to the ledger as a refusal."""
+    found = set()
+    for name in TABLES:
+        if io.table_path(root, name) is None:
+            continue
+        for file in io.table_files(root, name):
+            why = io.unreadable_file(file)
+            if why is not None:
+                ledger.add(name, "unreadable", why, "refuse", 0)
+                found.add(name)
+    return found
+
+
 def _scan_month_range(root: Path, ctx: _Context) -> tuple[np.datetime64, np.datetime64] | None:
     """The data's range from ``balances.month``, reading that column alone, part by part."""
     lows, highs = [], []
@@ -768,7 +882,7 @@ def _scan_month_range(root: Path, ctx: _Context) -> tuple[np.datetime64, np.date
         month = _coerce(column, part["month"])
         if isinstance(month, str):
             return None  # reported by the full check of balances
-        found = _month_range(month.values, ctx.as_of_today)
+        found = _month_range(month.values, ctx)
         if found is not None:
             lows.append(found[0])
             highs.append(found[1])

@@ -13,6 +13,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 
+from bankseg.data.checked import checked_dataset, log_record
 from bankseg.data.io import dataset_fingerprint, read_table
 from bankseg.features.build import build_feature_table
 from bankseg.models.pyfunc import model_requirements, unwrap
@@ -136,7 +137,9 @@ def run_export(
     names = dict(model_names or MODEL_NAMES)
     estimators, versions, runs = load_source_models(source_alias, names, data_source)
     as_of = pd.Timestamp(reference_as_of) if reference_as_of else latest_training_as_of(runs["churn"])
-    reference = reference_population(data_path, as_of, feature_kwargs, features_path)
+    with checked_dataset(data_path, config.get("validation")) as checked:  # conf/validation
+        checked.check_as_of([as_of], "reference_as_of")
+        reference = reference_population(checked.path, as_of, feature_kwargs, features_path)
     log.info("reference population as of %s: %d customers", as_of.date(), len(reference))
     reason_dictionary = dict(model_cfgs["churn"]["reason_codes"]["dictionary"])
     segmenter = assemble_segmenter(
@@ -155,7 +158,7 @@ def run_export(
         drift_sample=int(drift_cfg.get("sample", 5000)),
     )
     return log_segmenter(segmenter, reference, config, dataset_fingerprint(data_path), runs,
-                         name=names["segmenter"], data_source=data_source)
+                         name=names["segmenter"], data_source=data_source, validation=checked.record())
 
 
 def log_segmenter(
@@ -166,10 +169,12 @@ def log_segmenter(
     source_runs: Mapping[str, str] | None = None,
     name: str = SEGMENTER_MODEL,
     data_source: str | None = None,
+    validation: Mapping[str, Any] | None = None,
 ) -> ExportResult:
     """Log the segmenter as a pyfunc model with its explicit signature, register it as ``name`` and return the version.
 
-    No input example is logged: it would put customers' rows into MLflow's artifacts (privacy).
+    No input example is logged: it would put customers' rows into MLflow's artifacts (privacy). ``validation``
+    (:meth:`bankseg.data.checked.CheckedDataset.record` of the reference data) is logged as ``validation.json``.
     """
     parts = segmenter.parts
     example = segmenter_input(reference.head(20), parts.input_columns)
@@ -178,6 +183,8 @@ def log_segmenter(
     served = {TAG_DATA_SOURCE: data_source} if data_source else {}
     with start_job_run("export", config, fingerprint, tags={**tags, **served}) as run:
         mlflow.log_dict(parts.model_versions, "model_versions.json")
+        if validation is not None:
+            log_record(validation)
         mlflow.log_dict(parts.drift_reference, "drift_reference.json")
         mlflow.log_dict(parts.rfm_bins.to_dict(), "rfm_bins.json")
         mlflow.log_dict(dict(source_runs or {}), "source_runs.json")

@@ -89,6 +89,7 @@ def run_promote(
     data = load_model_data(
         data_cfg, feature_kwargs=feature_kwargs, label_settings=label_settings,
         as_of_cfg={**as_of_cfg, "n_train": 1}, features_path=features_path, holdout_fraction=holdout_fraction,
+        validation=config.get("validation"),
     )
     oot = data.frame[data.frame["split"] == data.eval_split].drop(columns=["split"])
     if model_cfg["kind"] == "propensity":
@@ -100,6 +101,7 @@ def run_promote(
         gate = replace(gate, metric=gate.metric.replace("oot/", f"{data.eval_split}/"))
     with start_job_run("promote", config, data.fingerprint, tags={"bankseg.model": model_cfg["name"]}):
         mlflow.log_dict(data.description, "data_split.json")
+        data.log_validation()
         decision = promote(model_cfg["registered_name"], evaluate, gate)
     log.info("%s: %s", model_cfg["registered_name"], decision.reason)
     return decision

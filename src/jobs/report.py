@@ -74,6 +74,7 @@ def run_model_report(
     features_path: Path | str | None = None,
     data_cfg: Mapping[str, Any] | None = None,
     data_fingerprint: str | None = None,
+    validation: Mapping[str, Any] | None = None,
 ) -> ReportResult:
     """The model review report of ``model_cfg``'s registered model (by ``alias`` or ``version``).
 
@@ -81,7 +82,8 @@ def run_model_report(
     its ``data_fingerprint``); ``features_path`` (a bankseg-features output holding the run's as_of dates) reads
     it instead of rebuilding it from ``data_path``: at a million customers the rebuild costs far more than the
     report itself. A model of a flat source (``data_cfg`` with ``kind: flat``) is judged on the stratified
-    hold-out its run recorded, rebuilt from ``data_cfg`` with the same fraction and seed.
+    hold-out its run recorded, rebuilt from ``data_cfg`` with the same fraction and seed. A dataset folder is
+    validated first with ``validation`` (conf/validation), as by every job.
     """
     from bankseg.models.tracking import configure_tracking
 
@@ -96,7 +98,7 @@ def run_model_report(
     run = load_registered_run(registered, alias=alias, version=version)
     if frame is None:
         frame, data_fingerprint = rebuild_training_frame(run, data_cfg or {"path": str(data_path)}, feature_kwargs,
-                                                         label_settings, features_path)
+                                                         label_settings, features_path, validation)
     challengers = _other_alias(run, registered) if compare else {}
     persona_model = _persona_champion(personas_model) if personas_model else None
     out_path = Path(out_dir) / run.model / "model_report.html"
@@ -107,12 +109,13 @@ def run_model_report(
 
 def rebuild_training_frame(run: ModelRun, data_cfg: Mapping[str, Any], feature_kwargs: Mapping[str, Any],
                            label_settings: LabelSettings, features_path: Path | str | None = None,
-                           ) -> tuple[pd.DataFrame, str]:
+                           validation: Mapping[str, Any] | None = None) -> tuple[pd.DataFrame, str]:
     """The rows ``run`` was trained and judged on, and the fingerprint of the data they were rebuilt from.
 
     Dated data: the run's as_of plan rebuilt from ``data_cfg["path"]`` (or read from ``features_path``). A flat
     source: its file split again with the hold-out fraction and seed the run logged.
     """
+    from bankseg.data.checked import checked_dataset
     from bankseg.data.io import dataset_fingerprint
     from bankseg.jobs.train import build_training_frame, load_model_data
     from bankseg.models.oot_split import AsOfPlan
@@ -127,8 +130,10 @@ def rebuild_training_frame(run: ModelRun, data_cfg: Mapping[str, Any], feature_k
         return data.frame, data.fingerprint
     plan = AsOfPlan(tuple(pd.Timestamp(d) for d in run.as_of_plan["train"]), pd.Timestamp(run.as_of_plan["oot"]))
     data_path = Path(data_cfg["path"])
-    frame = build_training_frame(data_path, plan, dict(feature_kwargs), label_settings,
-                                 None if features_path is None else Path(features_path))
+    with checked_dataset(data_path, validation) as checked:
+        checked.check_as_of([*plan.train, plan.oot], f"run {run.run_id}'s as_of")
+        frame = build_training_frame(checked.path, plan, dict(feature_kwargs), label_settings,
+                                     None if features_path is None else Path(features_path))
     return frame, dataset_fingerprint(data_path)
 
 
@@ -191,8 +196,11 @@ def _has_segments(folder: Path) -> bool:
 
 
 def _features_for(segments: pd.DataFrame, data_path: Path, feature_kwargs: Mapping[str, Any],
-                  sample_size: int, seed: int) -> pd.DataFrame:
-    """Features as of the run's as_of for a seeded sample of its customers, rebuilt from the dataset."""
+                  sample_size: int, seed: int, validation: Mapping[str, Any] | None = None,
+                  ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Features as of the run's as_of for a seeded sample of its customers, rebuilt from the validated dataset;
+    and the validation record."""
+    from bankseg.data.checked import checked_dataset
     from bankseg.features.build import build_feature_table
 
     as_of = pd.to_datetime(segments["as_of"]).dropna().unique()
@@ -201,8 +209,10 @@ def _features_for(segments: pd.DataFrame, data_path: Path, feature_kwargs: Mappi
     ids = segments["customer_id"].to_numpy()
     if ids.size > sample_size:
         ids = np.sort(np.random.default_rng(seed).choice(ids, size=sample_size, replace=False))
-    frame = build_feature_table(data_path, pd.Timestamp(as_of[0]), customers=ids, **dict(feature_kwargs))
-    return frame.drop(columns=["as_of"])
+    with checked_dataset(data_path, validation) as checked:
+        checked.check_as_of([pd.Timestamp(as_of[0])], "the scoring run's as_of")
+        frame = build_feature_table(checked.path, pd.Timestamp(as_of[0]), customers=ids, **dict(feature_kwargs))
+    return frame.drop(columns=["as_of"]), checked.record()
 
 
 def run_segment_report(
@@ -225,9 +235,11 @@ def run_segment_report(
 
     started = time.perf_counter()
     run = read_scoring_run(scoring_dir)
+    validation = None
     if run.features is None and data_path is not None and Path(data_path).exists():
-        run.features = _features_for(run.segments, Path(data_path), feature_kwargs or {},
-                                     settings.feature_sample_size, settings.random_state)
+        run.features, validation = _features_for(run.segments, Path(data_path), feature_kwargs or {},
+                                                 settings.feature_sample_size, settings.random_state,
+                                                 (config or {}).get("validation"))
     elif run.features is not None and "as_of" in run.features:
         latest = pd.to_datetime(run.segments["as_of"]).max()
         run.features = run.features.loc[pd.to_datetime(run.features["as_of"]) == latest].drop(columns="as_of")
@@ -239,6 +251,7 @@ def run_segment_report(
     if mlflow_cfg is not None:
         import mlflow
 
+        from bankseg.data.checked import log_record
         from bankseg.models.tracking import configure_tracking, start_job_run
 
         configure_tracking(**mlflow_cfg)
@@ -246,5 +259,7 @@ def run_segment_report(
                                                               "bankseg.scoring_dir": str(scoring_dir)}) as active:
             mlflow.log_artifact(str(path), "reports")
             mlflow.log_metric("report/customers", float(len(run.segments)))
+            if validation is not None:
+                log_record(validation)
             run_id = active.info.run_id
     return ReportResult(path, time.perf_counter() - started, run_id)

@@ -6,8 +6,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bankseg.jobs.train import data_month_range
-from bankseg.models.oot_split import latest_as_of
 from bankseg.scoring.score import ScoreResult, run_score
 
 
@@ -33,11 +31,8 @@ def score_job(
     """Run :func:`bankseg.scoring.score.run_score` with the ``scoring`` config group's settings.
 
     ``as_of="latest"`` scores as of the first day after the data's last month (all the bank knows today).
+    ``config["validation"]`` (conf/validation) is how the dataset folder is validated.
     """
-    if as_of == "latest":
-        if data_path is None:
-            raise ValueError("as_of=latest needs data.path (the data's last month decides the date)")
-        as_of = latest_as_of(data_month_range(Path(data_path))[1]).date().isoformat()
     return run_score(
         as_of=as_of,
         out_dir=out_dir,
@@ -57,4 +52,5 @@ def score_job(
         n_examples=int(scoring_cfg.get("n_examples", 5)),
         progress=progress,
         segmenter_name=segmenter_name,
+        validation=config.get("validation"),
     )

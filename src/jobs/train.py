@@ -138,6 +138,14 @@ class ModelData:
     fingerprint: str
     description: dict[str, Any]
     truth_path: Path | None = None
+    validation: dict[str, Any] | None = None  # what the dataset's validation found (CheckedDataset.record)
+
+    def log_validation(self) -> None:
+        """Log the validation record into the active MLflow run (``validation.json``, tags, metrics)."""
+        if self.validation is not None:
+            from bankseg.data.checked import log_record
+
+            log_record(self.validation)
 
 
 def load_model_data(
@@ -150,30 +158,40 @@ def load_model_data(
     use_ground_truth: bool = True,
     holdout_fraction: float = 0.2,
     seed: int = 0,
+    validation: dict[str, Any] | None = None,
 ) -> ModelData:
-    """Build the training and evaluation rows for the dataset described by ``data_cfg`` (a conf/data/*.yaml)."""
+    """Build the training and evaluation rows for the dataset described by ``data_cfg`` (a conf/data/*.yaml).
+
+    A dataset folder is validated first (``validation``: the conf/validation settings) and the rows are built
+    from its kept rows only; planned or given as_of dates outside the data's range are refused.
+    """
     if data_cfg.get("kind", "canonical") == "flat":
         return _flat_model_data(data_cfg, holdout_fraction, seed)
+    from bankseg.data.checked import checked_dataset
+
     data_path = Path(data_cfg["path"])
-    first, last = data_month_range(data_path)
-    plan = resolve_as_of_plan(
-        as_of_cfg.get("train"),
-        as_of_cfg.get("oot"),
-        first,
-        last,
-        horizon_months=label_settings.longest_horizon_months,
-        history_months=max(feature_kwargs.get("windows", (12,))),
-        n_train=as_of_cfg.get("n_train", 4),
-        step_months=as_of_cfg.get("step_months", 3),
-    )
-    log.info("as_of plan: train %s, out-of-time %s", plan.as_dict()["train"], plan.as_dict()["oot"])
-    frame = build_training_frame(data_path, plan, feature_kwargs, label_settings, features_path)
+    with checked_dataset(data_path, validation) as checked:
+        first, last = checked.month_range
+        plan = resolve_as_of_plan(
+            as_of_cfg.get("train"),
+            as_of_cfg.get("oot"),
+            first,
+            last,
+            horizon_months=label_settings.longest_horizon_months,
+            history_months=max(feature_kwargs.get("windows", (12,))),
+            n_train=as_of_cfg.get("n_train", 4),
+            step_months=as_of_cfg.get("step_months", 3),
+        )
+        checked.check_as_of([*plan.train, plan.oot])
+        log.info("as_of plan: train %s, out-of-time %s", plan.as_dict()["train"], plan.as_dict()["oot"])
+        frame = build_training_frame(checked.path, plan, feature_kwargs, label_settings, features_path)
     return ModelData(
         frame=frame,
         eval_split="oot",
         fingerprint=dataset_fingerprint(data_path),
         description={"as_of_plan": plan.as_dict()},
         truth_path=data_path if use_ground_truth else None,
+        validation=checked.record(),
     )
 
 
@@ -323,6 +341,7 @@ def run_train(
     data = load_model_data(
         data_cfg, feature_kwargs=feature_kwargs, label_settings=label_settings, as_of_cfg=as_of_cfg,
         features_path=features_path, use_ground_truth=use_ground_truth, holdout_fraction=holdout_fraction,
+        validation=config.get("validation"),
     )
     frame = data.frame
     kind, name = model_cfg["kind"], model_cfg["name"]
@@ -331,6 +350,7 @@ def run_train(
     source = {TAG_DATA_SOURCE: str(data_cfg.get("name", "unnamed"))}
     with start_job_run("train", config, data.fingerprint, tags={"bankseg.model": name, **source}) as run:
         mlflow.log_dict(data.description, "data_split.json")
+        data.log_validation()
         if kind == "personas":
             if data.eval_split != "oot":
                 raise ValueError("personas need a canonical dataset (behaviour over time), not a flat snapshot")

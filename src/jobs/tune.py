@@ -145,7 +145,7 @@ def run_tune(
     configure_tracking(**mlflow_cfg)
     data = load_model_data(
         data_cfg, feature_kwargs=feature_kwargs, label_settings=label_settings, as_of_cfg=as_of_cfg,
-        features_path=features_path,
+        features_path=features_path, validation=config.get("validation"),
     )
     # tuning sees the training rows only; the evaluation rows stay untouched for the final model
     train = data.frame[data.frame["split"] == "train"].drop(columns=["split"])
@@ -177,6 +177,7 @@ def run_tune(
 
     started = time.perf_counter()
     with start_job_run("tune", config, fingerprint, tags={"bankseg.model": model_cfg["name"]}) as parent:
+        data.log_validation()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study.optimize(
             objective, n_trials=hpo_cfg["n_trials"], timeout=hpo_cfg.get("timeout_s"), show_progress_bar=True

@@ -35,6 +35,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,59 +140,19 @@ def unscored_rows(output: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return bad, reasons
 
 
-# ------------------------------------------------------------------------------------------------ cleaning
-def clean_bucket(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """The rows of one bucket's tables that validation keeps (row-level rejects dropped; nothing refused).
-
-    Used when the whole-folder validation set rows aside, so the features never see them. The bucket's own
-    balance months give the data's range (the same as the folder's unless a bucket misses the first or last
-    month entirely); duplicate ``txn_id`` rows cannot be told apart here (the feature reader does not read
-    txn_id) and stay in.
-    """
-    from bankseg.data.validate import validate_dataset
-
-    if tables["customers"].empty or tables["balances"].empty:
-        return dict(tables)
-    named = {name: _materialise(rows) for name, rows in tables.items()}
-    txn = named["transactions"]
-    named["transactions"] = txn.assign(txn_id=np.arange(len(txn), dtype=np.int64))
-    kept = validate_dataset(named, max_reject_fraction=1.0).tables
-    out = {name: kept.get(name, tables[name]) for name in tables}
-    out["transactions"] = out["transactions"].drop(columns="txn_id", errors="ignore")
-    return out
-
-
-def _materialise(rows) -> pd.DataFrame:
-    """A table given as a DataFrame or as an iterable of DataFrame batches, as one DataFrame."""
-    if isinstance(rows, pd.DataFrame):
-        return rows
-    return pd.concat(list(rows), ignore_index=True)
-
-
-def validate_folder(data_path: Path, work_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Validate the dataset folder part by part: (rejects in the job's layout, counts per table). Raises on refusal."""
-    from bankseg.data.validate import validate_dataset_folder
-
-    summary = validate_dataset_folder(data_path, work_dir)
-    path = summary.rejects_path
-    rejects = pd.read_parquet(path) if path is not None and Path(path).exists() else None
-    counts = {name: {"in": c.n_in, "kept": c.n_kept, "rejected": c.n_rejected} for name, c in summary.counts.items()}
-    return (validation_rejects(rejects) if rejects is not None and len(rejects) else empty_rejects()), counts
-
-
 # --------------------------------------------------------------------------------------------------- chunks
 def iter_feature_chunks(
     data_path: Path,
     as_of: pd.Timestamp,
     settings: FeatureSettings,
     n_buckets: int,
-    clean: bool,
 ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
-    """Yield (ids of the bucket's customers, their feature rows as of ``as_of``), bucket by bucket."""
+    """Yield (ids of the bucket's customers, their feature rows as of ``as_of``), bucket by bucket.
+
+    ``data_path`` is the folder of kept rows (:attr:`bankseg.data.checked.CheckedDataset.path`).
+    """
     for tables in iter_buckets(data_path, n_buckets):
         ids = tables["customers"]["customer_id"].to_numpy(dtype=np.int64)
-        if clean:
-            tables = clean_bucket(tables)
         features = build_bucket_features(tables, [as_of], settings)
         yield ids, features.sort_values("customer_id", kind="stable", ignore_index=True)
 
@@ -383,17 +344,21 @@ def run_score(
     n_examples: int = 5,
     progress: bool = True,
     segmenter_name: str | None = None,
+    validation: Mapping[str, Any] | None = None,
 ) -> ScoreResult:
     """Score every customer as of ``as_of`` with the registered segmenter and publish the run folder.
 
-    ``data_path`` is a dataset folder (validated, then features built in buckets) or ``features_path`` a
-    precomputed feature table. ``model_version`` (if given) wins over ``model_alias``. ``previous`` is an
+    ``data_path`` is a dataset folder (validated with the conf/validation settings ``validation``, then
+    features built in buckets from its kept rows) or ``features_path`` a precomputed feature table.
+    ``as_of="latest"`` (dataset folder only) is the first day after the data's last month; an as_of outside
+    the data's range is refused. ``model_version`` (if given) wins over ``model_alias``. ``previous`` is an
     earlier run folder: migration tables between the two go into ``migration.parquet`` and the summary.
     ``engine="spark"`` runs features and scoring on Spark (:mod:`bankseg.scoring.spark`). ``segmenter_name`` is
     the data source's segmenter (default bankseg-segmenter, the simulated bank's).
     """
     import mlflow
 
+    from bankseg.data.checked import log_record
     from bankseg.data.io import dataset_fingerprint
     from bankseg.models.registry import SEGMENTER_MODEL, resolve_version, version_uri
     from bankseg.models.tracking import configure_tracking, log_frame, start_job_run
@@ -405,9 +370,9 @@ def run_score(
         raise ValueError("give exactly one of data_path (a dataset folder) and features_path (a feature table)")
     if engine == "spark" and data_path is None:
         raise ValueError("engine=spark builds features from a dataset folder: give data_path")
-    as_of = pd.Timestamp(as_of).normalize()
+    if str(as_of) == "latest" and data_path is None:
+        raise ValueError("as_of=latest needs data.path (the data's last month decides the date)")
     out_dir = Path(out_dir)
-    final_dir = out_dir / run_folder_name(as_of)
     feature_kwargs = dict(feature_kwargs or {})
     settings = FeatureSettings(**{k: v for k, v in feature_kwargs.items() if k in FeatureSettings.__dataclass_fields__})
     configure_tracking(**mlflow_cfg)
@@ -422,39 +387,36 @@ def run_score(
     tally = _Tally()
     started_run = time.perf_counter()
     tags = {"bankseg.segmenter_version": version, "bankseg.engine": engine}
-    with start_job_run("score", config, fingerprint, tags=tags) as run:
+    with start_job_run("score", config, fingerprint, tags=tags) as run, ExitStack() as stack:
         try:
             tmp_dir.mkdir(parents=True, exist_ok=False)
             overrides = read_overrides(overrides_path, segmenter.rules.composite_tier.names) if overrides_path else None
-            validation_counts: dict[str, Any] = {}
-            clean = False
+            validation_record: dict[str, Any] = {}
             if data_path is not None:
-                data_path = Path(data_path)
+                t = time.perf_counter()
+                data_path, as_of, validation_record = _checked_input(
+                    stack, Path(data_path), as_of, validation, validate, tally)
+                tally.clock("validation", t)
                 customer_ids = read_table(data_path, "customers", columns=["customer_id"])["customer_id"].to_numpy(np.int64)
-                if validate:
-                    t = time.perf_counter()
-                    rejects, validation_counts = validate_folder(data_path, tmp_dir / "validation")
-                    shutil.rmtree(tmp_dir / "validation", ignore_errors=True)
-                    tally.rejects.append(rejects)
-                    clean = len(rejects) > 0
-                    tally.clock("validation", t)
             else:
+                as_of = pd.Timestamp(as_of).normalize()
                 customer_ids = pd.read_parquet(features_path, columns=["customer_id", "as_of"])
                 customer_ids = customer_ids.loc[pd.to_datetime(customer_ids["as_of"]) == as_of, "customer_id"]
                 customer_ids = np.unique(customer_ids.to_numpy(np.int64))
+            final_dir = out_dir / run_folder_name(as_of)
             if engine == "spark":
                 from bankseg.scoring.spark import score_spark
 
                 score_spark(
                     model_uri=model_uri, segmenter=segmenter, segmenter_version=version, data_path=data_path,
-                    as_of=as_of, settings=settings, tmp_dir=tmp_dir, clean=clean, overrides=overrides,
+                    as_of=as_of, settings=settings, tmp_dir=tmp_dir, overrides=overrides,
                     known_customer_ids=customer_ids, tally=tally, master=spark_master,
                     n_buckets=int(feature_kwargs.get("n_buckets", 1)),
                 )
             else:
                 if data_path is not None:
                     n_buckets = n_buckets_for(len(customer_ids), chunk_customers, int(feature_kwargs.get("n_buckets", 1)))
-                    chunks = iter_feature_chunks(data_path, as_of, settings, n_buckets, clean)
+                    chunks = iter_feature_chunks(data_path, as_of, settings, n_buckets)
                     total = n_buckets
                 else:
                     chunks = iter_feature_table_chunks(Path(features_path), as_of, chunk_customers)
@@ -466,7 +428,7 @@ def run_score(
                 )
             summary, tables = finish_run(
                 tmp_dir=tmp_dir, as_of=as_of, customer_ids=customer_ids, tally=tally, segmenter=segmenter,
-                version=version, previous=previous, validation_counts=validation_counts, n_examples=n_examples,
+                version=version, previous=previous, validation=validation_record, n_examples=n_examples,
                 engine=engine, run_id=run.info.run_id,
             )
             tally.seconds["total"] = time.perf_counter() - started_run
@@ -477,6 +439,8 @@ def run_score(
             shutil.rmtree(tmp_dir, ignore_errors=True)
             raise
         mlflow.log_dict(summary, "summary.json")
+        if validation_record:
+            log_record(validation_record)
         counts = summary["counts"]
         mlflow.log_metrics({f"score/{k}": float(v) for k, v in counts.items()})
         mlflow.log_metrics({f"score/seconds_{k}": float(v) for k, v in tally.seconds.items()})
@@ -488,6 +452,29 @@ def run_score(
     return ScoreResult(final_dir, summary, run.info.run_id)
 
 
+def _checked_input(stack: ExitStack, data_path: Path, as_of: str | pd.Timestamp,
+                   validation: Mapping[str, Any] | None, validate: bool, tally: _Tally,
+                   ) -> tuple[Path, pd.Timestamp, dict[str, Any]]:
+    """Validate the dataset folder for this run: (folder of kept rows, as_of resolved and checked, record).
+
+    ``validate=False`` (``scoring.validate=false``) skips validation: the folder is read as it is. The rejects
+    join the run's rejects (stage validation) and the folder of kept rows lives as long as ``stack``.
+    """
+    from bankseg.data.checked import checked_dataset
+    from bankseg.models.oot_split import latest_as_of
+
+    if not validate:
+        if str(as_of) == "latest":
+            raise ValueError("as_of=latest needs validation (scoring.validate=true) to know the data's range")
+        return data_path, pd.Timestamp(as_of).normalize(), {}
+    checked = stack.enter_context(checked_dataset(data_path, validation))
+    as_of = latest_as_of(checked.month_range[1]) if str(as_of) == "latest" else pd.Timestamp(as_of).normalize()
+    checked.check_as_of([as_of])
+    if len(checked.rejects):
+        tally.rejects.append(validation_rejects(checked.rejects))
+    return checked.path, as_of, checked.record()
+
+
 def finish_run(
     *,
     tmp_dir: Path,
@@ -497,7 +484,7 @@ def finish_run(
     segmenter,
     version: str,
     previous: Path | str | None,
-    validation_counts: Mapping[str, Any],
+    validation: Mapping[str, Any],
     n_examples: int,
     engine: str,
     run_id: str,
@@ -547,7 +534,7 @@ def finish_run(
         "rejects_by_reason": {
             f"{s}/{t}": int(n) for (s, t), n in rejects.groupby(["stage", "table"]).size().items()
         },
-        "validation": dict(validation_counts),
+        "validation": dict(validation),
         "segments": segment_counts(output),
         "tier_grid": grid.assign(
             composite_tier=grid["composite_tier"].astype("str"), service_tier=grid["service_tier"].astype("str")

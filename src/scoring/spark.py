@@ -1,7 +1,7 @@
 """engine=spark: features by bucket on Spark, the segmenter through ``mlflow.pyfunc.spark_udf``, output by Spark.
 
 The same steps as the pandas engine: the feature blocks run per bucket inside ``groupBy(bucket).applyInPandas``
-(after the same row cleaning when validation set rows aside), the registered segmenter scores every row through
+(on the folder of kept rows when validation set rows aside), the registered segmenter scores every row through
 ``spark_udf(env_manager="local")`` with the output struct as result type, rows missing a required output go to
 the rejects, service-tier overrides are applied on the driver to the (few) overridden customers, drift counts are
 taken per partition with ``mapInPandas`` and summed, and Spark writes the Parquet parts into the run's temporary
@@ -55,36 +55,11 @@ def _restore_missing_text(column: str):
     return F.when(value == F.lit("None"), F.lit(None)).otherwise(value)
 
 
-def feature_frame(spark, data_path: Path, as_of: pd.Timestamp, settings: FeatureSettings, n_buckets: int,
-                  clean: bool):
-    """The lazy Spark feature table as of ``as_of`` (rows cleaned per bucket like the pandas engine when ``clean``)."""
+def feature_frame(spark, data_path: Path, as_of: pd.Timestamp, settings: FeatureSettings, n_buckets: int):
+    """The lazy Spark feature table as of ``as_of`` from the folder of kept rows (validation already ran)."""
     from bankseg.features.spark import feature_table_spark_frame
-    from bankseg.scoring.score import clean_bucket
 
-    def prepare(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-        return clean_bucket(_canonical(tables))
-
-    return feature_table_spark_frame(
-        spark, data_path, [as_of], settings, n_buckets=n_buckets, prepare_tables=prepare if clean else None
-    )
-
-
-def _canonical(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """Spark hands text as str and integers as int64: give the validator the canonical dtypes it expects."""
-    from bankseg.data.schema import TABLES
-
-    out = {}
-    for name, frame in tables.items():
-        columns = {}
-        for column in frame.columns:
-            spec = TABLES[name].column(column)
-            values = frame[column]
-            if spec.kind == "category" and spec.values and isinstance(spec.values[0], str):
-                columns[column] = values.astype(object).where(values.notna(), None)
-            else:
-                columns[column] = values
-        out[name] = pd.DataFrame(columns, index=frame.index)
-    return out
+    return feature_table_spark_frame(spark, data_path, [as_of], settings, n_buckets=n_buckets)
 
 
 def model_input_columns(features, input_types: dict[str, str]):
@@ -113,7 +88,6 @@ def score_spark(
     as_of: pd.Timestamp,
     settings: FeatureSettings,
     tmp_dir: Path,
-    clean: bool,
     overrides: pd.DataFrame | None,
     known_customer_ids: np.ndarray,
     tally,
@@ -138,7 +112,7 @@ def score_spark(
         input_types = {spec.name: str(spec.type) for spec in schema.inputs}
         input_types = {k: ("long" if "long" in v else "double" if "double" in v else "string")
                        for k, v in input_types.items()}
-    features = feature_frame(spark, Path(data_path), as_of, settings, n_buckets, clean)
+    features = feature_frame(spark, Path(data_path), as_of, settings, n_buckets)
     model_input = model_input_columns(features, input_types)
     udf = mlflow.pyfunc.spark_udf(spark, model_uri, env_manager="local", result_type=output_struct())
     drift_cols = drift_columns(segmenter.parts.drift_reference)
