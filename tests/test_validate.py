@@ -412,3 +412,88 @@ def test_float_ids_with_integer_values_are_coerced_but_fractions_are_not():
     assert validate_dataset(tables).tables["transactions"]["customer_id"].dtype == np.int64
     tables = with_changes(tables, "transactions", [0], "customer_id", 101.5)
     assert "fractional" in problem(refusal(tables), "transactions", "dtype").message
+
+
+# ---------------------------------------------------------------------------------------------------- issue 15
+def test_empty_or_absent_transactions_table_is_refused():
+    tables = make_tables()
+    tables["transactions"] = tables["transactions"].iloc[:0]
+    assert problem(refusal(tables), "transactions", "empty_table")
+    del tables["transactions"], tables["balances"]
+    error = refusal(tables)
+    assert problem(error, "transactions", "missing_table") and problem(error, "balances", "missing_table")
+
+
+def test_implausible_amounts_and_dates_are_rejected_with_their_reason():
+    tables = with_changes(make_tables(), "transactions", [5], "amount", 1e18)
+    tables = with_changes(tables, "holdings", [4], "opened", pd.Timestamp("1850-01-01"))
+    result = validate_dataset(tables, max_reject_fraction=0.3)
+    assert result.rejects[["table", "row", "reason"]].values.tolist() == [
+        ["transactions", 5, "amount above 1e+09"], ["holdings", 4, "opened before 1900-01-01"]]
+    assert result.counts["transactions"].n_kept == N_TXN - 1
+
+
+def test_bounds_come_from_config_and_unknown_columns_are_refused():
+    tables = with_changes(make_tables(), "transactions", [5], "amount", 4999.9)
+    above = int((tables["transactions"]["amount"] > 4999.5).sum())
+    result = validate_dataset(tables, bounds={"max_values": {"transactions": {"amount": 4999.5}}},
+                              max_reject_fraction=0.3)
+    assert above >= 1 and result.rejects["reason"].tolist() == ["amount above 4999.5"] * above
+    with pytest.raises(ValueError, match=r"no column transactions.amout"):
+        validate_dataset(tables, bounds={"max_values": {"transactions": {"amout": 1.0}}})
+
+
+def test_implausible_age_refuses_customers_naming_the_customer():
+    tables = with_changes(make_tables(), "customers", [1], "birth_date", pd.Timestamp("1800-01-01"))
+    p = problem(refusal(tables, as_of_today="2025-01-01"), "customers", "implausible")
+    assert p.message == "age over 120 years at 2025-01-01" and p.examples == ("customer_id 102",)
+    young = with_changes(make_tables(), "customers", [0], "birth_date", pd.Timestamp("2020-01-01"))
+    young = with_changes(young, "customers", [0], "open_date", pd.Timestamp("2021-01-01"))
+    young = with_changes(young, "customers", [0], "mobile_banking_since", pd.NaT)
+    assert validate_dataset(young, as_of_today="2025-01-01").counts["customers"].n_in == 4  # default: from birth
+    p = problem(refusal(young, as_of_today="2025-01-01", bounds={"age_years": [16, 120]}), "customers",
+                "implausible")
+    assert p.message == "age under 16 years at 2025-01-01"
+
+
+def test_a_balance_month_before_the_earliest_date_does_not_stretch_the_range():
+    tables = with_changes(make_tables(), "balances", [0], "month", pd.Timestamp("1800-01-01"))
+    result = validate_dataset(tables, max_reject_fraction=0.1)
+    assert result.date_range == (pd.Timestamp("2024-01-01"), pd.Timestamp("2024-04-01"))
+    assert result.rejects["reason"].tolist() == ["month before 1900-01-01"]
+
+
+def test_folder_validation_names_an_unreadable_file_with_its_table_and_path(tmp_path):
+    write_parts(make_tables(), tmp_path / "ds")
+    broken = tmp_path / "ds" / "interactions" / "part-00001.parquet"
+    broken.write_bytes(broken.read_bytes()[:40])
+    with pytest.raises(DataValidationError) as info:
+        validate_dataset_folder(tmp_path / "ds", tmp_path / "out")
+    p = problem(info.value, "interactions", "unreadable")
+    assert str(broken) in p.message and "truncated or corrupt" in p.message
+    assert len(info.value.problems) == 1  # the other tables were checked and found sound
+
+
+def test_checked_dataset_reads_only_kept_rows_and_refuses_as_of_outside_the_range(tmp_path):
+    from bankseg.data.checked import checked_dataset
+
+    tables = make_tables()
+    txn = tables["transactions"]
+    tables["transactions"] = pd.concat([txn, txn.iloc[[3, 9]]], ignore_index=True)  # two duplicated txn_ids
+    del tables["holdings"]
+    write_parts(tables, tmp_path / "ds")
+    with checked_dataset(tmp_path / "ds", work_dir=tmp_path / "out") as checked:
+        kept = io.read_table(checked.path, "transactions")
+        assert len(kept) == N_TXN and kept["txn_id"].is_unique
+        assert io.read_table(checked.path, "holdings").empty  # optional and absent: read as empty
+        assert (checked.path / "customers.parquet").is_symlink()  # nothing rejected there: linked, not copied
+        assert checked.month_range == (pd.Timestamp("2024-01-01"), pd.Timestamp("2024-03-01"))
+        checked.check_as_of(["2024-02-01", "2024-04-01"])
+        with pytest.raises(ValueError, match=r"as_of 2024-01-01, 2024-04-02 outside the data's range: .* covers "
+                                             r"2024-01 to 2024-03 .* after 2024-01-01 and at most 2024-04-01"):
+            checked.check_as_of(["2024-01-01", "2024-04-02"])
+        record = checked.record()
+    assert not checked.path.exists()  # the copy of kept rows is gone with the context
+    assert record["rows_rejected"] == 2 and record["rejects_by_reason"] == {"transactions: duplicate txn_id": 2}
+    assert "holdings: table is absent [missing_table] (0 rows)" in record["warnings"]
+    assert pd.read_parquet(tmp_path / "out" / "rejects.parquet")["row"].tolist() == [N_TXN, N_TXN + 1]
