@@ -515,16 +515,29 @@ def _plausibility_findings(table: Table, cols: dict[str, _Col], ctx: _Context, s
             early = cols[column.name].values < earliest  # NaT compares False
             message = f"{column.name} before {bounds.earliest_date.date()}"
             yield _rows("implausible", message, severity, early, offset, by_id)
-    if table.name == "customers" and "birth_date" in cols and ctx.as_of_today is not None:
-        youngest, oldest = bounds.age_years
-        birth = cols["birth_date"].values
-        too_old = birth < np.datetime64(ctx.as_of_today - pd.DateOffset(days=round(oldest * 365.25)), "us")
-        yield _rows("implausible", f"age over {oldest:g} years at {ctx.as_of_today.date()}", "refuse",
-                    too_old, offset, ids)
-        if youngest > 0:
-            too_young = birth > np.datetime64(ctx.as_of_today - pd.DateOffset(days=round(youngest * 365.25)), "us")
-            yield _rows("implausible", f"age under {youngest:g} years at {ctx.as_of_today.date()}", "refuse",
-                        too_young, offset, ids)
+
+
+def _add_age_findings(inspection: _Inspection | None, ctx: _Context) -> None:
+    """Customers' ages outside :attr:`Bounds.age_years` on the last day of the data (refuses customers).
+
+    Taken once the data's range is known: a historical dataset's customers are as old as they were then.
+    """
+    if inspection is None or "birth_date" not in inspection.cols:
+        return
+    last = pd.Timestamp(ctx.end) - pd.Timedelta(days=1) if ctx.end is not None else ctx.as_of_today
+    if last is None:
+        return
+    col = inspection.cols["birth_date"]
+    ids = inspection.cols["customer_id"].values if "customer_id" in inspection.cols else None
+    youngest, oldest = ctx.bounds.age_years
+    birth = col.values
+    too_old = birth < np.datetime64(last - pd.DateOffset(days=round(oldest * 365.25)), "us")
+    found = [_rows("implausible", f"age over {oldest:g} years at {last.date()}", "refuse", too_old, 0, ids)]
+    if youngest > 0:
+        too_young = birth > np.datetime64(last - pd.DateOffset(days=round(youngest * 365.25)), "us")
+        found.append(_rows("implausible", f"age under {youngest:g} years at {last.date()}", "refuse",
+                           too_young, 0, ids))
+    inspection.findings.extend(f for f in found if f)
 
 
 def _range_findings(name: str, values: np.ndarray, ctx: _Context, severity: str, offset: int,
@@ -741,6 +754,7 @@ def validate_dataset(tables: dict[str, pd.DataFrame], *, max_reject_fraction: fl
         if isinstance(month, _Col):
             data_range = _month_range(month.values, ctx)
     _apply_range(ctx, data_range)
+    _add_age_findings(inspections.get("customers"), ctx)
 
     counts: dict[str, TableCounts] = {}
     kept: dict[str, pd.DataFrame] = {}
@@ -809,6 +823,7 @@ def validate_dataset_folder(root: Path | str, out_dir: Path | str | None = None,
     counts: dict[str, TableCounts] = {}
     unreadable = _unreadable_tables(root, ledger)
 
+    inspection = None  # of customers, checked whole
     if io.table_path(root, "customers") is not None and "customers" not in unreadable:
         customers = io.read_table(root, "customers")
         inspection = _inspect(TABLES["customers"], customers, ctx)
@@ -821,6 +836,7 @@ def validate_dataset_folder(root: Path | str, out_dir: Path | str | None = None,
         _apply_range(ctx, _scan_month_range(root, ctx))
     else:
         _apply_range(ctx, None)
+    _add_age_findings(inspection, ctx)
 
     writer = _RejectsWriter(Path(out_dir) / "rejects.parquet" if out_dir is not None else None)
     try:

@@ -23,8 +23,8 @@ from bankseg.data.io import dataset_fingerprint, read_table, table_path
 from bankseg.features.labels import ConversionScope, LabelSettings, check_out_of_time, mark_training_split
 from bankseg.features.labels import build_training_frame as stack_training_frame
 from bankseg.models import metrics as m
-from bankseg.models.oot_split import AsOfPlan, resolve_as_of_plan
 from bankseg.models.bound import label_bound, lead_time, persona_truth
+from bankseg.models.oot_split import AsOfPlan, resolve_as_of_plan
 from bankseg.models.pyfunc import (
     PersonaPyfunc,
     PropensityPyfunc,

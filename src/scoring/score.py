@@ -54,7 +54,13 @@ from bankseg.scoring.migration import (
     sum_counts,
     transition_matrices,
 )
-from bankseg.scoring.segmenter import OUTPUT_COLUMNS, REQUIRED_OUTPUTS, apply_overrides, segmenter_input
+from bankseg.scoring.segmenter import (
+    OUTPUT_COLUMNS,
+    REQUIRED_OUTPUTS,
+    apply_overrides,
+    predict_segments,
+    segmenter_input,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +97,7 @@ class _Tally:
     audit: list[pd.DataFrame] = field(default_factory=list)
     n_out: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    unknown_categories: dict[str, int] = field(default_factory=dict)  # input column -> rows with unseen values
 
     def clock(self, step: str, started: float) -> None:
         self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - started
@@ -178,21 +185,24 @@ def score_chunk(
     features: pd.DataFrame,
     as_of: pd.Timestamp,
     segmenter_version: str,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Score one chunk with the pyfunc model: (output rows kept, rejects of the chunk, the drift input frame)."""
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """Score one chunk with the pyfunc model: (output rows kept, rejects of the chunk, the drift input frame,
+    rows per input column holding a category value the models never saw, mapped to "unknown" or missing)."""
     known = features["customer_id"].to_numpy(dtype=np.int64)
     not_open = np.setdiff1d(ids, known)
     rejects = [customer_rejects(not_open, "features", f"no account open before as_of {as_of.date()}")]
-    output = model.predict(segmenter_input(features, input_columns)) if len(features) else None
-    if output is None:
-        return pd.DataFrame(columns=[*OUTPUT_COLUMNS, "segmenter_version"]), pd.concat(rejects), features
+    if not len(features):
+        return pd.DataFrame(columns=[*OUTPUT_COLUMNS, "segmenter_version"]), pd.concat(rejects), features, {}
+    model_input = segmenter_input(features, input_columns)
+    unknown = model.unwrap_python_model().unknown_categories(model_input)
+    output = predict_segments(model, model_input)
     bad, reasons = unscored_rows(output)
     if bad.any():
         rejects.append(customer_rejects(output.loc[bad, "customer_id"], "scoring", reasons))
     output = output.loc[~bad].reset_index(drop=True)
     output["segmenter_version"] = str(segmenter_version)
     drift_input = features.loc[~bad].reset_index(drop=True)
-    return output, pd.concat(rejects, ignore_index=True), drift_input
+    return output, pd.concat(rejects, ignore_index=True), drift_input, unknown
 
 
 def output_table(output: pd.DataFrame) -> pa.Table:
@@ -271,9 +281,11 @@ def score_pandas(
     for ids, features in iterator:
         tally.clock("features", started)
         started = time.perf_counter()
-        output, rejects, drift_input = score_chunk(
+        output, rejects, drift_input, unknown = score_chunk(
             model, segmenter.input_columns, ids, features, as_of, segmenter_version
         )
+        for column, n in unknown.items():
+            tally.unknown_categories[column] = tally.unknown_categories.get(column, 0) + n
         if overrides is not None and len(output):
             output, audit = apply_overrides(output, overrides, segmenter.rules, known_customer_ids)
             tally.audit.append(audit)
@@ -535,6 +547,7 @@ def finish_run(
             f"{s}/{t}": int(n) for (s, t), n in rejects.groupby(["stage", "table"]).size().items()
         },
         "validation": dict(validation),
+        "unknown_categories": dict(sorted(tally.unknown_categories.items())),
         "segments": segment_counts(output),
         "tier_grid": grid.assign(
             composite_tier=grid["composite_tier"].astype("str"), service_tier=grid["service_tier"].astype("str")

@@ -35,9 +35,14 @@ import pandas as pd
 from mlflow.types import ColSpec, Schema
 from pandas.api.types import is_numeric_dtype
 
-from bankseg.models.explain import global_importance, merge_correlated, reason_codes_for, resolve_reason_groups
-from bankseg.models.reason_text import ReasonWriter
+from bankseg.models.explain import (
+    global_importance,
+    merge_correlated,
+    reason_codes_for,
+    resolve_reason_groups,
+)
 from bankseg.models.pyfunc import to_model_input
+from bankseg.models.reason_text import ReasonWriter
 from bankseg.segments import (
     RfmBins,
     SegmentRules,
@@ -179,11 +184,60 @@ class SegmenterModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         return text_as_objects(self.segment(model_input))
 
+    @property
+    def known_categories(self) -> dict[str, tuple[str, ...]]:
+        """Per text input column, the values every model reading it learned at training (others are unknown)."""
+        known: dict[str, set] = {}
+        for model in self.parts.propensity.values():
+            for column, values in (getattr(model, "categories_", None) or {}).items():
+                learned = {str(v) for v in values}
+                known[column] = known[column] & learned if column in known else learned
+        return {c: tuple(sorted(v)) for c, v in known.items() if c in self.parts.input_columns}
+
+    def check_input(self, frame: pd.DataFrame) -> None:
+        """Refuse input the segmenter cannot read, reason first and naming the columns (never their values).
+
+        Missing columns, numbers given as text (or text as numbers), several as_of dates, repeated customers.
+        """
+        check_input(frame, self.parts.input_columns, text_columns=tuple(self.known_categories))
+
+    def unknown_categories(self, frame: pd.DataFrame) -> dict[str, int]:
+        """How many rows of each text input column hold a value no model saw at training (non-missing)."""
+        counts = {}
+        for column, values in self.known_categories.items():
+            if column in frame.columns:
+                series = frame[column]
+                n = int((series.notna() & ~series.astype("str").isin(values)).sum())
+                if n:
+                    counts[column] = n
+        return counts
+
+    def map_unknown_categories(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The frame with unseen category values replaced the way training saw them (a new frame).
+
+        A value no model learned becomes ``"unknown"`` where training knew that value (occupation, education),
+        else missing (which the models learned as missing). Counted by :meth:`unknown_categories`.
+        """
+        changes = {}
+        for column, values in self.known_categories.items():
+            if column not in frame.columns:
+                continue
+            series = frame[column]
+            unseen = series.notna() & ~series.astype("str").isin(values)
+            if unseen.any():
+                fill = "unknown" if "unknown" in values else None
+                text = series.astype(object).where(~unseen, fill)
+                changes[column] = text.astype(series.dtype) if isinstance(series.dtype, pd.StringDtype) else text
+        return frame.assign(**changes) if changes else frame
+
     def segment(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Every segment per row of a feature table of one as_of (model-input form or the feature table itself)."""
+        """Every segment per row of a feature table of one as_of (model-input form or the feature table itself).
+
+        Unseen category values are mapped first (:meth:`map_unknown_categories`).
+        """
         p = self.parts
-        check_input(frame, p.input_columns)
-        frame = frame.reset_index(drop=True)
+        self.check_input(frame)
+        frame = self.map_unknown_categories(frame).reset_index(drop=True)
         n = len(frame)
         scores = {m: np.asarray(p.propensity[m].predict_proba(frame), dtype=float) for m in PROPENSITY_MODELS}
         at_target = conversion_at_target(p.propensity["conversion"], frame)
@@ -283,18 +337,62 @@ def conversion_at_target(model, frame: pd.DataFrame) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ input form
-def check_input(frame: pd.DataFrame, columns: Sequence[str]) -> None:
-    """Refuse input lacking columns, holding several as_of dates, or repeating a customer (naming them)."""
+def check_input(frame: pd.DataFrame, columns: Sequence[str], text_columns: Sequence[str] | None = None) -> None:
+    """Refuse input lacking columns, with wrong-typed columns, several as_of dates or repeated customers.
+
+    Every message leads with the reason and names columns, never values from the rows (they are customers'
+    data). ``text_columns`` are the input columns that hold categories; every other feature must be numeric
+    (None: types are not checked).
+    """
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise ValueError(f"segmenter input lacks {len(missing)} columns: {missing}")
+        raise ValueError(f"segmenter input refused: {len(missing)} columns missing: {missing}")
+    if text_columns is not None:
+        wrong = wrong_typed_columns(frame, columns, text_columns)
+        if wrong:
+            raise ValueError(f"segmenter input refused: {len(wrong)} columns of the wrong type: {wrong}")
     if len(frame):
-        dates = pd.Series(frame["as_of"]).astype("str").unique()
-        if len(dates) != 1:
-            raise ValueError(f"segmenter input: one as_of per call, got {sorted(dates)[:5]}")
+        n_dates = pd.Series(frame["as_of"]).astype("str").nunique()
+        if n_dates != 1:
+            raise ValueError(f"segmenter input refused: one as_of per call, got {n_dates} dates in column as_of")
         dup = frame["customer_id"].duplicated(keep=False)
         if dup.any():
-            raise ValueError(f"segmenter input repeats customers {sorted(frame.loc[dup, 'customer_id'].unique()[:10])}")
+            raise ValueError(f"segmenter input refused: column customer_id repeats {int(dup.sum())} rows")
+
+
+def wrong_typed_columns(frame: pd.DataFrame, columns: Sequence[str], text_columns: Sequence[str]) -> list[str]:
+    """Input columns whose dtype the segmenter cannot read, as ``"name (expected kind, got dtype)"``."""
+    text = set(text_columns)
+    wrong = []
+    for column in columns:
+        if column == "as_of":
+            continue
+        dtype = frame[column].dtype
+        numeric = (is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)) \
+            and not isinstance(dtype, pd.CategoricalDtype)
+        if column == "customer_id" and not pd.api.types.is_integer_dtype(dtype):
+            wrong.append(f"{column} (expected integer, got {dtype})")
+        elif column in text and numeric:
+            wrong.append(f"{column} (expected text, got {dtype})")
+        elif column not in text and column != "customer_id" and not numeric:
+            wrong.append(f"{column} (expected a number, got {dtype})")
+    return wrong
+
+
+def predict_segments(model, frame: pd.DataFrame) -> pd.DataFrame:
+    """Score model-input rows with the loaded segmenter pyfunc; input it refuses raises a short ValueError.
+
+    The segmenter's own check runs first (reason, column names, no values); MLflow's schema enforcement,
+    whose message quotes the input rows, is the last line and is reported without them.
+    """
+    from mlflow.exceptions import MlflowException
+
+    model.unwrap_python_model().check_input(frame)
+    try:
+        return model.predict(frame)
+    except MlflowException as error:
+        reason = str(error.message).rsplit("Error: ", 1)[-1].splitlines()[0][:300]
+        raise ValueError(f"segmenter input refused by its signature: {reason}") from None
 
 
 def segmenter_input(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:

@@ -79,6 +79,18 @@ def model_input_columns(features, input_types: dict[str, str]):
     return features.select(*columns)
 
 
+def count_unknown_categories(model_input, known: dict[str, tuple[str, ...]]) -> dict[str, int]:
+    """Rows per text input column holding a value no model saw at training (the segmenter maps them)."""
+    from pyspark.sql import functions as F
+
+    columns = [c for c in known if c in model_input.columns]
+    if not columns:
+        return {}
+    sums = [F.sum((F.col(c).isNotNull() & ~F.col(c).isin(list(known[c]))).cast("long")).alias(c) for c in columns]
+    row = model_input.agg(*sums).collect()[0]
+    return {c: int(row[c]) for c in columns if row[c]}
+
+
 def score_spark(
     *,
     model_uri: str,
@@ -114,6 +126,7 @@ def score_spark(
                        for k, v in input_types.items()}
     features = feature_frame(spark, Path(data_path), as_of, settings, n_buckets)
     model_input = model_input_columns(features, input_types)
+    tally.unknown_categories.update(count_unknown_categories(model_input, segmenter.known_categories))
     udf = mlflow.pyfunc.spark_udf(spark, model_uri, env_manager="local", result_type=output_struct())
     drift_cols = drift_columns(segmenter.parts.drift_reference)
     feature_cols = [c for c in drift_cols if not c.startswith("p_")]
