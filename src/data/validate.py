@@ -508,7 +508,9 @@ def _plausibility_findings(table: Table, cols: dict[str, _Col], ctx: _Context, s
     by_id = ids if table.name == "customers" else None  # customers are named by id, fact rows by position
     for name, most in bounds.max_values.get(table.name, {}).items():
         if name in cols:
-            yield _rows("implausible", f"{name} above {most:g}", severity, cols[name].values > most, offset, by_id)
+            values = cols[name].values
+            above = (values > most) & np.isfinite(values)  # infinities are reported as non-finite
+            yield _rows("implausible", f"{name} above {most:g}", severity, above, offset, by_id)
     earliest = np.datetime64(bounds.earliest_date, "us")
     for column in table.columns:
         if column.kind == "datetime" and column.name in cols and column.name != "birth_date":
