@@ -18,6 +18,7 @@ from bankseg.data.io import table_path, write_table
 from bankseg.data.run_lock import out_dir_lock
 from bankseg.features.build import build_feature_table, normalise_as_of_dates
 from bankseg.features.labels import LABEL_COLUMNS, LabelSettings
+from bankseg.models.tracking import private_files
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,8 @@ def features_job(cfg: DictConfig) -> FeatureJobResult:
     """Unpack the composed ``features`` config, run :func:`run_features` and print its summary."""
     label_settings = label_settings_from(cfg) if cfg.with_labels else None
     kwargs = feature_kwargs_from(cfg, engine=str(cfg.engine))
-    with out_dir_lock(cfg.out_dir, "features"):  # a second run into out_dir refuses instead of mixing files
+    # a second run into out_dir refuses instead of mixing files; the feature table is private to the user
+    with out_dir_lock(cfg.out_dir, "features"), private_files():
         result = run_features(
             cfg.data.path,
             _as_of_values(cfg.as_of),

@@ -165,6 +165,19 @@ def register_model(
     return client.get_model_version(name, version.version)
 
 
+def withdraw_version(name: str, version: str | int, run_id: str | None = None, reason: str = "") -> None:
+    """Delete a version registered by a run that then failed a later check (its aliases go with it).
+
+    A run that failed must leave nothing registered: not a ``challenger``, and above all not a first
+    ``champion`` that the segmenter would pick up. ``run_id`` (the run that registered it) is ended FAILED.
+    """
+    client = mlflow.MlflowClient()
+    client.delete_model_version(name, str(version))
+    if run_id is not None:
+        client.set_tag(run_id, "bankseg.failure", f"{name} version {version} withdrawn: {reason}"[:5000])
+        client.set_terminated(run_id, status="FAILED")
+
+
 # ------------------------------------------------------------------------------------------------ promotion
 @dataclass(frozen=True)
 class PromotionGate:

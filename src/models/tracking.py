@@ -86,6 +86,26 @@ def _artifact_uri(location: str) -> str:
     return Path(location).expanduser().resolve().as_uri()
 
 
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) readable by this user only (0700); an existing folder is left as is."""
+    if not path.exists():
+        path.mkdir(parents=True, mode=0o700)
+        path.chmod(0o700)  # mkdir's mode is filtered by the umask; parents made here keep the umask's mode
+    return path
+
+
+def create_private_store(db_path: Path) -> None:
+    """The folder and the file of a new SQLite store, private to this user (0700 and 0600).
+
+    The store holds every run's params, tags and the registry; its artifacts folder (created the same way)
+    holds the models, which scoring unpickles: nobody else on the machine may read or replace them.
+    SQLite accepts the empty file as a new database and gives its journal the file's mode.
+    """
+    private_dir(db_path.parent)
+    if not db_path.exists():
+        os.close(os.open(db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def configure_tracking(
     tracking_uri: str,
     experiment_name: str,
@@ -106,7 +126,7 @@ def configure_tracking(
     if not experiment_name:
         raise ValueError("experiment_name is empty")
     if urlparse(tracking_uri).scheme in _LOCAL_DB_SCHEMES:
-        _sqlite_path(tracking_uri).parent.mkdir(parents=True, exist_ok=True)
+        create_private_store(_sqlite_path(tracking_uri))
     mlflow.set_tracking_uri(tracking_uri)
     # mlflow.set_registry_uri also exports MLFLOW_REGISTRY_URI, which every later subprocess would inherit (a job
     # started by this one would register into this store whatever its own config says): keep it in-process.
@@ -124,7 +144,7 @@ def configure_tracking(
         if location is not None:
             location = _artifact_uri(location)
             if location.startswith("file:"):
-                Path(unquote(urlparse(location).path)).mkdir(parents=True, exist_ok=True)
+                private_dir(Path(unquote(urlparse(location).path)))
         try:
             experiment_id = client.create_experiment(experiment_name, artifact_location=location)
         except MlflowException:  # another job (a parallel dvc stage) created it meanwhile
@@ -246,6 +266,19 @@ def sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def private_files() -> Iterator[None]:
+    """While the body runs, new files and folders are private to this user (umask 077): outputs name customers.
+
+    A file meant to be shared sets its own mode (the HTML reports do). The previous umask is restored.
+    """
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
 def mark_run_failed(run_id: str, reason: str) -> bool:
     """End a run left RUNNING by a dead job as FAILED with ``reason`` (tag ``bankseg.failure``); True if it did.
 
@@ -295,7 +328,7 @@ def start_job_run(
     Call :func:`configure_tracking` first.
 
     Ending cleanly: :func:`check_run_settings` runs before anything is recorded; the run ends FAILED if the body
-    raises or the job gets SIGTERM (:func:`sigterm_raises`). ``out_dir`` (the folder the job writes) is locked
+    raises or the job gets SIGTERM (:func:`sigterm_raises`); what the job creates is private (:func:`private_files`). ``out_dir`` (the folder the job writes) is locked
     for the run (:func:`bankseg.data.run_lock.out_dir_lock`: a second run into it refuses naming this one); a
     dead run's lock is taken over, its temporary folders removed and its MLflow run marked FAILED.
     """
@@ -310,6 +343,7 @@ def start_job_run(
     run_tags.update(dict(tags or {}))
     with contextlib.ExitStack() as stack:
         stack.enter_context(sigterm_raises())
+        stack.enter_context(private_files())
         lock = stack.enter_context(out_dir_lock(out_dir, job_name)) if out_dir is not None else None
         run = stack.enter_context(mlflow.start_run(run_name=run_name or job_name, nested=nested, tags=run_tags))
         if lock is not None:
