@@ -191,3 +191,37 @@ def test_a_short_pseudonym_key_registers_and_exports_nothing(trained_bank, monke
                    model_cfgs=plain(cfg.models), mlflow_cfg=plain(cfg.mlflow), config=plain(cfg))
     assert {name: state(name) for name in before} == before
     assert len(mlflow.search_runs(search_all_experiments=True, output_format="list")) == n_runs
+
+
+@pytest.mark.slow
+def test_a_training_run_whose_report_fails_leaves_nothing_registered(trained_bank, monkeypatch):
+    import mlflow
+    from conftest import compose_config
+
+    from bankseg.cli.settings import feature_kwargs_from, label_settings_from, plain
+    from bankseg.jobs import report as report_job
+    from bankseg.jobs.train import run_train
+    from bankseg.models.registry import CHURN_MODEL
+
+    def fails(**_kwargs):
+        raise RuntimeError("planted report failure")
+
+    monkeypatch.setattr(report_job, "run_model_report", fails)
+    trained_bank.configure()
+    client = mlflow.MlflowClient()
+    before = sorted(v.version for v in client.search_model_versions(f"name = '{CHURN_MODEL}'"))
+    aliases = client.get_registered_model(CHURN_MODEL).aliases
+    n_runs = len(mlflow.search_runs(search_all_experiments=True, output_format="list"))
+    cfg = compose_config("train", [f"data.path={trained_bank.data_path}", "model=churn", "model.params.num_threads=1",
+                                   f"mlflow.tracking_uri={trained_bank.mlflow_cfg['tracking_uri']}",
+                                   f"paths.root_dir={trained_bank.root}"])
+    with pytest.raises(RuntimeError, match="planted report failure"):
+        run_train(model_cfg=plain(cfg.model), data_cfg=plain(cfg.data), feature_kwargs=feature_kwargs_from(cfg),
+                  label_settings=label_settings_from(cfg), as_of_cfg=plain(cfg.as_of), mlflow_cfg=plain(cfg.mlflow),
+                  config=plain(cfg), register=True, use_ground_truth=False,
+                  report={"settings": None, "out_dir": trained_bank.root / "reports"})
+    assert sorted(v.version for v in client.search_model_versions(f"name = '{CHURN_MODEL}'")) == before
+    assert client.get_registered_model(CHURN_MODEL).aliases == aliases  # challenger back where it was
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list", order_by=["start_time DESC"])
+    assert len(runs) == n_runs + 1
+    assert runs[0].info.status == "FAILED" and "withdrawn" in runs[0].data.tags["bankseg.failure"]

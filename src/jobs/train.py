@@ -33,7 +33,13 @@ from bankseg.models.pyfunc import (
     model_requirements,
     to_model_input,
 )
-from bankseg.models.registry import PERSONAS_MODEL, TAG_DATA_SOURCE, register_model, withdraw_version
+from bankseg.models.registry import (
+    PERSONAS_MODEL,
+    TAG_DATA_SOURCE,
+    register_model,
+    registry_aliases,
+    withdraw_version,
+)
 from bankseg.models.tracking import (
     check_run_settings,
     configure_tracking,
@@ -370,8 +376,9 @@ def run_train(
             name="model", python_model=wrapper, input_example=example, signature=signature,
             pip_requirements=model_requirements(),
         )
-        version = None
+        version, moved = None, {}
         if register:
+            moved = registry_aliases(registered)  # put back if a later check fails
             version = str(register_model(info.model_uri, registered, tags={"bankseg.run_id": run.info.run_id,
                                                                            **source}).version)
         log.info("%s: %s", name, ", ".join(f"{k}={v:.4f}" for k, v in sorted(flat.items())))
@@ -387,7 +394,8 @@ def run_train(
                 personas_model=report.get("personas_model", PERSONAS_MODEL),
             )
         except BaseException as err:  # a failed run leaves nothing registered (no first champion either)
-            withdraw_version(registered, version, run.info.run_id, f"the model report failed: {type(err).__name__}")
+            withdraw_version(registered, version, run.info.run_id, f"the model report failed: {type(err).__name__}",
+                             restore=moved)
             raise
         result.report_path = built.path
     return result
