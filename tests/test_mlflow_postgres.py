@@ -7,8 +7,10 @@ Starts Debian's PostgreSQL (a private cluster on a loopback port; `.ci/run` inst
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import mlflow
 import pandas as pd
@@ -21,14 +23,36 @@ from bankseg.models.registry import find_version, load_model
 from bankseg.models.server import running_mlflow_server, running_postgres
 
 pytestmark = pytest.mark.slow
+ADMIN_PASSWORD = "admin-password-of-the-test"
 
 
 @pytest.fixture(scope="module")
 def team_server():
     root = Path(tempfile.mkdtemp(prefix="bankseg-team-"))
     os.chmod(root, 0o755)  # the postgres system user must reach its cluster folder
-    with running_postgres(root / "postgres") as backend, running_mlflow_server(backend, root / "artifacts") as url:
+    with running_postgres(root / "postgres") as backend, \
+            running_mlflow_server(backend, root / "artifacts", password=ADMIN_PASSWORD) as url:
         yield url, backend, root
+
+
+def test_postgres_asks_every_connection_for_a_password(team_server):
+    _, backend, root = team_server
+    port = str(urlsplit(backend).port)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    for user in ("postgres", "mlflow"):
+        refused = subprocess.run(["psql", "-h", "127.0.0.1", "-p", port, "-U", user, "-d", "mlflow", "-w", "-tAc",
+                                  "SELECT 1"], env=env, capture_output=True, text=True)
+        assert refused.returncode != 0 and "password" in refused.stderr, refused.stderr
+    hba = (root / "postgres" / "pgdata" / "pg_hba.conf").read_text().splitlines()
+    methods = {line.split()[-1] for line in hba if line.split() and not line.startswith("#")}
+    assert methods == {"scram-sha-256"}
+    # the server's own role may use its databases and is no superuser
+    password = (root / "postgres" / "mlflow-password").read_text().strip()
+    done = subprocess.run(["psql", "-h", "127.0.0.1", "-p", port, "-U", "mlflow", "-d", "mlflow", "-tAc",
+                           "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"],
+                          env={**env, "PGPASSWORD": password}, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "f"
+    assert oct((root / "postgres" / "mlflow-password").stat().st_mode & 0o777) == "0o600"
 
 
 def test_train_register_promote_and_score_through_a_postgres_backed_server(team_server, tmp_path):
@@ -38,6 +62,7 @@ def test_train_register_promote_and_score_through_a_postgres_backed_server(team_
     write_simulated_bank(SimulatorParams(n_customers=1200, n_months=30, seed=3), bank, progress=False)
     common = [f"data.path={bank}", f"paths.root_dir={tmp_path}", "model.params.num_threads=1", "build_report=false"]
     os.environ["MLFLOW_TRACKING_URI"] = url  # the environment variable alone points every job at the server
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = "admin", ADMIN_PASSWORD
     try:
         from bankseg.cli import export, promote, score, train
 
@@ -79,6 +104,7 @@ def test_train_register_promote_and_score_through_a_postgres_backed_server(team_
         customers = pd.read_parquet(bank / "customers")
         assert scored["customer_id"].is_unique and len(scored) > 0.8 * len(customers)
     finally:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        for var in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            os.environ.pop(var, None)
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri("")

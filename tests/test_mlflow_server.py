@@ -1,7 +1,8 @@
 """The same tracking and registry code against a real ``mlflow server`` (train -> register -> load by alias).
 
 The server runs from the venv's ``mlflow`` executable on a free loopback port, with a SQLite backend and
-proxied artifacts in tmp_path; it is always stopped, even when start-up fails.
+proxied artifacts in tmp_path, behind its basic-auth app (the jobs' client sends MLFLOW_TRACKING_USERNAME /
+PASSWORD); it is always stopped, even when start-up fails.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from bankseg.models import registry, tracking
 from bankseg.models.server import running_mlflow_server
 
 pytestmark = pytest.mark.slow
+ADMIN_PASSWORD = "admin-password-of-the-test"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """(URL, folder holding the server's database and artifacts): `mlflow server` with a SQLite backend."""
     root = tmp_path_factory.mktemp("mlflow-server")
-    with running_mlflow_server(f"sqlite:///{root / 'mlflow.db'}", root / "artifacts") as url:
+    with running_mlflow_server(f"sqlite:///{root / 'mlflow.db'}", root / "artifacts", password=ADMIN_PASSWORD) as url:
         yield url, root
 
 
@@ -33,6 +35,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
 def experiment_id(server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
     yield tracking.configure_tracking(server[0], experiment_name="bankseg-server-test")
     while mlflow.active_run() is not None:
         mlflow.end_run()

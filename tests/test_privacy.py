@@ -108,3 +108,120 @@ def test_keep_spares_a_checked_false_positive():
     frame = pd.DataFrame({"name": ["fund A", "fund B"], "x": [1, 2]})
     kept, dropped = drop_direct_identifiers(frame, keep=["name"])
     assert dropped == [] and list(kept.columns) == ["name", "x"]
+
+
+# ------------------------------------------------------------- artifacts, stores and the key (issue 15 items 3-4)
+@pytest.mark.slow
+def test_no_registered_model_carries_a_customer_row_as_its_input_example(trained_bank):
+    import json
+    from pathlib import Path
+
+    import mlflow
+
+    from bankseg.models.registry import MODEL_NAMES, load_model
+
+    trained_bank.configure()
+    versions = {**trained_bank.train_versions, "segmenter": trained_bank.segmenter_version}
+    for model, name in MODEL_NAMES.items():
+        folder = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{versions[model]}"))
+        example = folder / "input_example.json"
+        if model == "segmenter":  # logs no example at all
+            assert not example.exists()
+            continue
+        record = json.loads(example.read_text())
+        columns = record["columns"]
+        assert "customer_id" not in columns and len(columns) > 5, model
+        # every cell masked: JSON null (text) or NaN (numbers), so no customer's id or value is in the file
+        values = [value for row in record["data"] for value in row]
+        assert values and all(value is None or (isinstance(value, float) and np.isnan(value)) for value in values), model
+        # still a usable example: the model's schema takes it and predicts on it
+        pyfunc = load_model(name, "champion")
+        assert pyfunc.metadata.get_input_schema().input_names() == columns
+        assert len(pyfunc.predict(pd.DataFrame(record["data"], columns=columns))) == len(record["data"])
+
+
+@pytest.mark.slow
+def test_the_store_and_a_scoring_run_are_private_to_the_user(trained_bank, tmp_path):
+    from bankseg.scoring.score import run_score
+
+    mlruns = trained_bank.root / "mlruns"
+    assert mlruns.stat().st_mode & 0o777 == 0o700
+    assert (mlruns / "mlflow.db").stat().st_mode & 0o777 == 0o600
+    assert (mlruns / "artifacts").stat().st_mode & 0o777 == 0o700
+    trained_bank.configure()
+    result = run_score(
+        as_of="2025-03-01", out_dir=tmp_path / "scores", mlflow_cfg=trained_bank.mlflow_cfg, config={"job": "score"},
+        data_path=trained_bank.data_path, feature_kwargs=trained_bank.feature_kwargs, progress=False,
+    )
+    assert result.run_dir.stat().st_mode & 0o777 == 0o700  # its segments carry the bank's customer ids
+    for path in result.run_dir.rglob("*"):
+        assert path.stat().st_mode & 0o077 == 0, path
+
+
+@pytest.mark.slow
+def test_a_short_pseudonym_key_registers_and_exports_nothing(trained_bank, monkeypatch):
+    import mlflow
+    from conftest import compose_config
+
+    from bankseg.cli.settings import feature_kwargs_from, label_settings_from, plain
+    from bankseg.jobs.export import run_export
+    from bankseg.jobs.train import run_train
+    from bankseg.models.registry import CHURN_MODEL, SEGMENTER_MODEL, find_version
+
+    trained_bank.configure()
+    client = mlflow.MlflowClient()
+
+    def state(name):
+        versions = client.search_model_versions(f"name = '{name}'")
+        return sorted(v.version for v in versions), find_version(name, "champion").version
+
+    before = {name: state(name) for name in (CHURN_MODEL, SEGMENTER_MODEL)}
+    n_runs = len(mlflow.search_runs(search_all_experiments=True, output_format="list"))
+    monkeypatch.setenv(KEY_ENV, "too-short")
+    common = [f"data.path={trained_bank.data_path}", f"mlflow.tracking_uri={trained_bank.mlflow_cfg['tracking_uri']}",
+              f"paths.root_dir={trained_bank.root}"]
+    cfg = compose_config("train", [*common, "model=churn", "model.params.num_threads=1"])
+    with pytest.raises(ValueError, match=f"{KEY_ENV} must give 16 to 64 bytes"):
+        run_train(model_cfg=plain(cfg.model), data_cfg=plain(cfg.data), feature_kwargs=feature_kwargs_from(cfg),
+                  label_settings=label_settings_from(cfg), as_of_cfg=plain(cfg.as_of), mlflow_cfg=plain(cfg.mlflow),
+                  config=plain(cfg), register=True, use_ground_truth=False)
+    cfg = compose_config("export", common)
+    with pytest.raises(ValueError, match=f"{KEY_ENV} must give 16 to 64 bytes"):
+        run_export(data_path=cfg.data.path, feature_kwargs=feature_kwargs_from(cfg), segments_cfg=plain(cfg.segments),
+                   model_cfgs=plain(cfg.models), mlflow_cfg=plain(cfg.mlflow), config=plain(cfg))
+    assert {name: state(name) for name in before} == before
+    assert len(mlflow.search_runs(search_all_experiments=True, output_format="list")) == n_runs
+
+
+@pytest.mark.slow
+def test_a_training_run_whose_report_fails_leaves_nothing_registered(trained_bank, monkeypatch):
+    import mlflow
+    from conftest import compose_config
+
+    from bankseg.cli.settings import feature_kwargs_from, label_settings_from, plain
+    from bankseg.jobs import report as report_job
+    from bankseg.jobs.train import run_train
+    from bankseg.models.registry import CHURN_MODEL
+
+    def fails(**_kwargs):
+        raise RuntimeError("planted report failure")
+
+    monkeypatch.setattr(report_job, "run_model_report", fails)
+    trained_bank.configure()
+    client = mlflow.MlflowClient()
+    before = sorted(v.version for v in client.search_model_versions(f"name = '{CHURN_MODEL}'"))
+    aliases = client.get_registered_model(CHURN_MODEL).aliases
+    n_runs = len(mlflow.search_runs(search_all_experiments=True, output_format="list"))
+    cfg = compose_config("train", [f"data.path={trained_bank.data_path}", "model=churn", "model.params.num_threads=1",
+                                   f"mlflow.tracking_uri={trained_bank.mlflow_cfg['tracking_uri']}",
+                                   f"paths.root_dir={trained_bank.root}"])
+    with pytest.raises(RuntimeError, match="planted report failure"):
+        run_train(model_cfg=plain(cfg.model), data_cfg=plain(cfg.data), feature_kwargs=feature_kwargs_from(cfg),
+                  label_settings=label_settings_from(cfg), as_of_cfg=plain(cfg.as_of), mlflow_cfg=plain(cfg.mlflow),
+                  config=plain(cfg), register=True, use_ground_truth=False,
+                  report={"settings": None, "out_dir": trained_bank.root / "reports"})
+    assert sorted(v.version for v in client.search_model_versions(f"name = '{CHURN_MODEL}'")) == before
+    assert client.get_registered_model(CHURN_MODEL).aliases == aliases  # challenger back where it was
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list", order_by=["start_time DESC"])
+    assert len(runs) == n_runs + 1
+    assert runs[0].info.status == "FAILED" and "withdrawn" in runs[0].data.tags["bankseg.failure"]

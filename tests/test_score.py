@@ -175,3 +175,35 @@ def test_drift_flags_a_shifted_population():
     assert set(same["flag"]) == {"stable"}
     assert shifted.set_index("variable").loc["x", "flag"] == "act"
     assert shifted.set_index("variable").loc["p_churn", "flag"] == "stable"
+
+
+def test_a_second_scoring_run_into_the_same_out_dir_refuses_naming_the_first(trained_bank, tmp_path):
+    from test_run_lock import HOLD_LOCK, start
+
+    from bankseg.data.run_lock import OutDirBusyError
+
+    first, _ = start(HOLD_LOCK, str(tmp_path / "scores"))
+    try:
+        with pytest.raises(OutDirBusyError, match=f"in use by bankseg-score pid {first.pid} on host .*, started 20"):
+            score(trained_bank, trained_bank.data_path, tmp_path / "scores")
+        assert [p.name for p in (tmp_path / "scores").iterdir()] == [".tmp-deadbeef"]  # nothing published
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_the_run_after_a_killed_one_removes_its_tmp_folder_and_ends_its_mlflow_run_failed(trained_bank, tmp_path):
+    import signal
+
+    import mlflow
+    from test_run_lock import IN_A_JOB_RUN, start
+
+    out_dir = tmp_path / "scores"
+    killed, killed_run = start(IN_A_JOB_RUN, trained_bank.mlflow_cfg["tracking_uri"], str(out_dir))
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert (out_dir / ".tmp-cafe").is_dir()
+    result = score(trained_bank, trained_bank.data_path, out_dir)
+    assert sorted(p.name for p in out_dir.iterdir()) == [result.run_dir.name]
+    run = mlflow.MlflowClient().get_run(killed_run)
+    assert run.info.status == "FAILED" and result.run_id in run.data.tags["bankseg.failure"]

@@ -17,8 +17,10 @@ from bankseg.cli import CONFIG_DIR, HYDRA_VERSION_BASE
 from bankseg.cli.settings import feature_kwargs_from, label_settings_from, plain
 from bankseg.data.checked import CheckedDataset, checked_dataset, write_record
 from bankseg.data.io import write_table
+from bankseg.data.run_lock import out_dir_lock
 from bankseg.features.build import build_feature_table, normalise_as_of_dates
 from bankseg.features.labels import LABEL_COLUMNS, LabelSettings
+from bankseg.models.tracking import private_files
 
 
 @dataclass(frozen=True)
@@ -127,16 +129,18 @@ def features_job(cfg: DictConfig) -> FeatureJobResult:
     """Unpack the composed ``features`` config, run :func:`run_features` and print its summary."""
     label_settings = label_settings_from(cfg) if cfg.with_labels else None
     kwargs = feature_kwargs_from(cfg, engine=str(cfg.engine))
-    result = run_features(
-        cfg.data.path,
-        _as_of_values(cfg.as_of),
-        cfg.out_dir,
-        **kwargs,
-        label_settings=label_settings,
-        plan_n_train=int(cfg.as_of_plan.n_train),
-        plan_step_months=int(cfg.as_of_plan.step_months),
-        validation=plain(cfg.validation) if "validation" in cfg else None,
-    )
+    # a second run into out_dir refuses instead of mixing files; the feature table is private to the user
+    with out_dir_lock(cfg.out_dir, "features"), private_files():
+        result = run_features(
+            cfg.data.path,
+            _as_of_values(cfg.as_of),
+            cfg.out_dir,
+            **kwargs,
+            label_settings=label_settings,
+            plan_n_train=int(cfg.as_of_plan.n_train),
+            plan_step_months=int(cfg.as_of_plan.step_months),
+            validation=plain(cfg.validation) if "validation" in cfg else None,
+        )
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(result.summary.to_string())
     print(f"features -> {result.features_path}")

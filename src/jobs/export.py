@@ -26,7 +26,7 @@ from bankseg.models.registry import (
     register_model,
     resolve_version,
 )
-from bankseg.models.tracking import configure_tracking, log_frame, start_job_run
+from bankseg.models.tracking import check_run_settings, configure_tracking, log_frame, start_job_run
 from bankseg.scoring.segmenter import (
     PROPENSITY_MODELS,
     SegmenterModel,
@@ -132,6 +132,7 @@ def run_export(
     tagged with the source it serves.
     """
     drift_cfg = dict(drift_cfg or {})
+    check_run_settings()  # a bad pseudonym key fails before any work, and before anything is registered
     configure_tracking(**mlflow_cfg)
     rules = load_segment_rules(segments_cfg)
     names = dict(model_names or MODEL_NAMES)

@@ -29,7 +29,7 @@ from bankseg.models.registry import (
     promote,
     resolve_version,
 )
-from bankseg.models.tracking import configure_tracking, start_job_run
+from bankseg.models.tracking import check_run_settings, configure_tracking, start_job_run
 
 log = logging.getLogger(__name__)
 SILHOUETTE_SAMPLE = 5000
@@ -81,6 +81,7 @@ def run_promote(
     Refused (ValueError) when the challenger was trained on another data source than ``data_cfg`` describes,
     or champion and challenger on different sources.
     """
+    check_run_settings()  # a bad pseudonym key fails before any work, and before anything is registered
     configure_tracking(**mlflow_cfg)
     registered = model_cfg["registered_name"]
     challenger = resolve_version(registered, CHALLENGER)

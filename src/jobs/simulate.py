@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bankseg.data.run_lock import out_dir_lock
 from bankseg.data.simulate import SimulatorParams, write_simulated_bank
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,8 @@ def run_simulate(params: SimulatorParams, out_dir: Path, validation: dict | None
     set aside are written to ``out_dir/_validation/rejects.parquet`` with their reason.
     """
     out_dir = Path(out_dir)
-    rows = write_simulated_bank(params, out_dir)
+    with out_dir_lock(out_dir, "simulate"):  # one writer per folder; a killed run's .tmp-* sibling goes first
+        rows = write_simulated_bank(params, out_dir)
     outcome: dict = {}
     if validation is not None:
         from bankseg.data.validate import validate_dataset_folder

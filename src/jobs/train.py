@@ -29,11 +29,24 @@ from bankseg.models.pyfunc import (
     PersonaPyfunc,
     PropensityPyfunc,
     input_schema,
+    masked_input_example,
     model_requirements,
     to_model_input,
 )
-from bankseg.models.registry import PERSONAS_MODEL, TAG_DATA_SOURCE, register_model
-from bankseg.models.tracking import configure_tracking, log_frame, log_metrics_by_split, start_job_run
+from bankseg.models.registry import (
+    PERSONAS_MODEL,
+    TAG_DATA_SOURCE,
+    register_model,
+    registry_aliases,
+    withdraw_version,
+)
+from bankseg.models.tracking import (
+    check_run_settings,
+    configure_tracking,
+    log_frame,
+    log_metrics_by_split,
+    start_job_run,
+)
 
 log = logging.getLogger(__name__)
 
@@ -337,6 +350,7 @@ def run_train(
     model review report of a registered propensity model (judged out of time, or on a flat source's hold-out)
     from the frame already in memory.
     """
+    check_run_settings()  # a bad pseudonym key fails now, not after the model is registered
     configure_tracking(**mlflow_cfg)
     data = load_model_data(
         data_cfg, feature_kwargs=feature_kwargs, label_settings=label_settings, as_of_cfg=as_of_cfg,
@@ -358,7 +372,7 @@ def run_train(
             estimator, by_split, tables = train_personas(
                 frame, model_cfg, previous=previous, truth_path=data.truth_path
             )
-            wrapper, example = PersonaPyfunc(estimator), frame.loc[frame["split"] == "train"].head(50)
+            wrapper, example = PersonaPyfunc(estimator), frame.loc[frame["split"] == "train"].head(2)
         elif kind == "propensity":
             estimator, by_split, tables = train_propensity(
                 frame, model_cfg, eval_split=data.eval_split, truth_path=data.truth_path
@@ -366,13 +380,14 @@ def run_train(
             if model_cfg["target"] == "label_conversion" and data.eval_split == "oot":
                 # scoring gives customers already at the target no probability, by the label's own rule
                 estimator.label_scope_ = ConversionScope.from_settings(label_settings)
-            wrapper, example = PropensityPyfunc(estimator), frame.loc[frame["split"] == data.eval_split].head(50)
+            wrapper, example = PropensityPyfunc(estimator), frame.loc[frame["split"] == data.eval_split].head(2)
         else:
             raise ValueError(f"model.kind must be 'personas' or 'propensity', got {kind!r}")
         flat = log_metrics_by_split(by_split)
         for table_name, table in tables.items():
             log_frame(table, f"tables/{table_name}.csv")
-        example = to_model_input(example, input_columns(estimator))
+        # no customer's row reaches the model's artifacts: the example keeps the columns and types, not the values
+        example = masked_input_example(to_model_input(example, input_columns(estimator)))
         signature = mlflow.models.ModelSignature(
             inputs=input_schema(example),
             outputs=mlflow.models.infer_signature(example, wrapper.predict(None, example)).outputs,
@@ -381,8 +396,9 @@ def run_train(
             name="model", python_model=wrapper, input_example=example, signature=signature,
             pip_requirements=model_requirements(),
         )
-        version = None
+        version, moved = None, {}
         if register:
+            moved = registry_aliases(registered)  # put back if a later check fails
             version = str(register_model(info.model_uri, registered, tags={"bankseg.run_id": run.info.run_id,
                                                                            **source}).version)
         log.info("%s: %s", name, ", ".join(f"{k}={v:.4f}" for k, v in sorted(flat.items())))
@@ -390,12 +406,17 @@ def run_train(
     if report is not None and kind == "propensity" and version is not None:
         from bankseg.jobs.report import run_model_report
 
-        built = run_model_report(
-            model_cfg=model_cfg, data_path=Path(data_cfg["path"]), feature_kwargs=feature_kwargs,
-            label_settings=label_settings, mlflow_cfg=mlflow_cfg, settings=report["settings"],
-            out_dir=report["out_dir"], version=version, frame=frame, data_fingerprint=data.fingerprint,
-            personas_model=report.get("personas_model", PERSONAS_MODEL),
-        )
+        try:
+            built = run_model_report(
+                model_cfg=model_cfg, data_path=Path(data_cfg["path"]), feature_kwargs=feature_kwargs,
+                label_settings=label_settings, mlflow_cfg=mlflow_cfg, settings=report["settings"],
+                out_dir=report["out_dir"], version=version, frame=frame, data_fingerprint=data.fingerprint,
+                personas_model=report.get("personas_model", PERSONAS_MODEL),
+            )
+        except BaseException as err:  # a failed run leaves nothing registered (no first champion either)
+            withdraw_version(registered, version, run.info.run_id, f"the model report failed: {type(err).__name__}",
+                             restore=moved)
+            raise
         result.report_path = built.path
     return result
 

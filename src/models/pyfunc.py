@@ -76,6 +76,23 @@ def to_model_input(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index).reset_index(drop=True)
 
 
+def masked_input_example(model_input: pd.DataFrame, n_rows: int = 2) -> pd.DataFrame:
+    """An input example that holds no customer: ``n_rows`` rows of the model-input columns, every value missing.
+
+    MLflow stores a model's input example as ``input_example.json`` beside the model, where anyone who can read
+    the registry sees it; real rows there would be customers' full records. Every model input allows missing
+    values (the estimators impute them), so a fully masked example still documents the columns and their types
+    and still runs through ``predict`` when the signature is inferred. ``model_input`` is in
+    :func:`to_model_input` form (doubles and text); only its columns and dtypes are used.
+    """
+    masked = {
+        name: pd.Series(np.nan if is_numeric_dtype(dtype) else None, index=range(n_rows),
+                        dtype="float64" if is_numeric_dtype(dtype) else "object")
+        for name, dtype in model_input.dtypes.items()
+    }
+    return pd.DataFrame(masked, columns=list(model_input.columns))
+
+
 def input_schema(example: pd.DataFrame) -> Schema:
     """An explicit input schema: every column required, doubles and strings, missing values allowed inside."""
     return Schema(

@@ -165,6 +165,36 @@ def register_model(
     return client.get_model_version(name, version.version)
 
 
+def registry_aliases(name: str) -> dict[str, str]:
+    """``{alias: version}`` of a registered model now (empty when it does not exist yet)."""
+    try:
+        aliases = mlflow.MlflowClient().get_registered_model(name).aliases
+    except MlflowException as err:
+        if err.error_code in _NOT_FOUND:
+            return {}
+        raise
+    return {alias: str(version) for alias, version in aliases.items()}
+
+
+def withdraw_version(name: str, version: str | int, run_id: str | None = None, reason: str = "",
+                     restore: Mapping[str, str] | None = None) -> None:
+    """Delete a version registered by a run that then failed a later check, and put its aliases back.
+
+    A run that failed must leave nothing registered: not a ``challenger``, and above all not a first
+    ``champion`` that the segmenter would pick up. ``restore`` is :func:`registry_aliases` taken before
+    registering: the aliases that pointed elsewhere then point there again. ``run_id`` (the run that
+    registered it) is ended FAILED with the reason in its ``bankseg.failure`` tag.
+    """
+    client = mlflow.MlflowClient()
+    client.delete_model_version(name, str(version))
+    for alias, previous in (restore or {}).items():
+        if str(previous) != str(version):
+            client.set_registered_model_alias(name, alias, previous)
+    if run_id is not None:
+        client.set_tag(run_id, "bankseg.failure", f"{name} version {version} withdrawn: {reason}"[:5000])
+        client.set_terminated(run_id, status="FAILED")
+
+
 # ------------------------------------------------------------------------------------------------ promotion
 @dataclass(frozen=True)
 class PromotionGate:

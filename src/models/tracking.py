@@ -15,12 +15,16 @@ Nothing here logs environment variables or data rows; the config holds no person
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
 import re
+import signal
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,11 +37,16 @@ import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, MAX_PARAM_VAL_LENGTH
 
+from bankseg.data.run_lock import OutDirLock, out_dir_lock
+
+log = logging.getLogger(__name__)
+
 # Run tags written by start_job_run. The git commit uses MLflow's own key so the UI shows it.
 TAG_JOB = "bankseg.job"
 TAG_GIT_COMMIT = "mlflow.source.git.commit"
 TAG_GIT_DIRTY = "bankseg.git_dirty"
 TAG_DATA_FINGERPRINT = "bankseg.data_fingerprint"
+TAG_FAILURE = "bankseg.failure"
 PARAM_DATA_FINGERPRINT = "data_fingerprint"
 CONFIG_ARTIFACT = "config.yaml"
 TRUNCATION_MARK = "...[truncated]"
@@ -77,6 +86,26 @@ def _artifact_uri(location: str) -> str:
     return Path(location).expanduser().resolve().as_uri()
 
 
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) readable by this user only (0700); an existing folder is left as is."""
+    if not path.exists():
+        path.mkdir(parents=True, mode=0o700)
+        path.chmod(0o700)  # mkdir's mode is filtered by the umask; parents made here keep the umask's mode
+    return path
+
+
+def create_private_store(db_path: Path) -> None:
+    """The folder and the file of a new SQLite store, private to this user (0700 and 0600).
+
+    The store holds every run's params, tags and the registry; its artifacts folder (created the same way)
+    holds the models, which scoring unpickles: nobody else on the machine may read or replace them.
+    SQLite accepts the empty file as a new database and gives its journal the file's mode.
+    """
+    private_dir(db_path.parent)
+    if not db_path.exists():
+        os.close(os.open(db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def configure_tracking(
     tracking_uri: str,
     experiment_name: str,
@@ -97,7 +126,7 @@ def configure_tracking(
     if not experiment_name:
         raise ValueError("experiment_name is empty")
     if urlparse(tracking_uri).scheme in _LOCAL_DB_SCHEMES:
-        _sqlite_path(tracking_uri).parent.mkdir(parents=True, exist_ok=True)
+        create_private_store(_sqlite_path(tracking_uri))
     mlflow.set_tracking_uri(tracking_uri)
     # mlflow.set_registry_uri also exports MLFLOW_REGISTRY_URI, which every later subprocess would inherit (a job
     # started by this one would register into this store whatever its own config says): keep it in-process.
@@ -115,7 +144,7 @@ def configure_tracking(
         if location is not None:
             location = _artifact_uri(location)
             if location.startswith("file:"):
-                Path(unquote(urlparse(location).path)).mkdir(parents=True, exist_ok=True)
+                private_dir(Path(unquote(urlparse(location).path)))
         try:
             experiment_id = client.create_experiment(experiment_name, artifact_location=location)
         except MlflowException:  # another job (a parallel dvc stage) created it meanwhile
@@ -212,6 +241,73 @@ def flatten_params(config: Mapping[str, Any], sep: str = ".") -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------------------ runs
+class JobTerminated(SystemExit):
+    """The job got SIGTERM: raised in the main thread so every context manager unwinds (runs end FAILED)."""
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While the body runs, SIGTERM raises :class:`JobTerminated` (exit status 143) instead of killing the process.
+
+    Without it a terminated job leaves its MLflow run RUNNING and its temporary folders behind. Only the main
+    thread can install a handler; elsewhere this does nothing. The previous handler is restored on exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, _frame):
+        raise JobTerminated(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def private_files() -> Iterator[None]:
+    """While the body runs, new files and folders are private to this user (umask 077): outputs name customers.
+
+    A file meant to be shared sets its own mode (the HTML reports do). The previous umask is restored.
+    """
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def mark_run_failed(run_id: str, reason: str) -> bool:
+    """End a run left RUNNING by a dead job as FAILED with ``reason`` (tag ``bankseg.failure``); True if it did.
+
+    A run that already ended, or that is not in this store, is left alone.
+    """
+    client = mlflow.MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        return False
+    if run.info.status != "RUNNING":
+        return False
+    client.set_tag(run_id, TAG_FAILURE, reason)
+    client.set_terminated(run_id, status="FAILED")
+    log.warning("MLflow run %s of a dead job marked FAILED (%s)", run_id, reason)
+    return True
+
+
+def check_run_settings() -> None:
+    """Checks that must pass before a job records or registers anything: a set BANKSEG_PSEUDONYM_KEY is valid.
+
+    An unset key is judged where ids are pseudonymised (it falls back to the development key with a warning).
+    """
+    from bankseg.data.privacy import KEY_ENV, pseudonymisation_key
+
+    if KEY_ENV in os.environ:
+        pseudonymisation_key()
+
+
 @contextmanager
 def start_job_run(
     job_name: str,
@@ -220,6 +316,7 @@ def start_job_run(
     tags: Mapping[str, str] | None = None,
     nested: bool = False,
     run_name: str | None = None,
+    out_dir: Path | str | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
     """Run one job inside an MLflow run that records what produced it; yields the active run.
 
@@ -228,8 +325,14 @@ def start_job_run(
     (``bankseg.job``), the git commit (``mlflow.source.git.commit``) and dirty flag (``bankseg.git_dirty``)
     when run from a checkout, the data fingerprint (``bankseg.data_fingerprint``, also the param
     ``data_fingerprint``), and ``tags``. ``nested=True`` opens a child of the active run (one Optuna trial).
-    The run ends FAILED if the body raises. Call :func:`configure_tracking` first.
+    Call :func:`configure_tracking` first.
+
+    Ending cleanly: :func:`check_run_settings` runs before anything is recorded; the run ends FAILED if the body
+    raises or the job gets SIGTERM (:func:`sigterm_raises`); what the job creates is private (:func:`private_files`). ``out_dir`` (the folder the job writes) is locked
+    for the run (:func:`bankseg.data.run_lock.out_dir_lock`: a second run into it refuses naming this one); a
+    dead run's lock is taken over, its temporary folders removed and its MLflow run marked FAILED.
     """
+    check_run_settings()
     run_tags = {TAG_JOB: job_name}
     commit = git_commit()
     if commit is not None:
@@ -238,13 +341,27 @@ def start_job_run(
     if data_fingerprint is not None:
         run_tags[TAG_DATA_FINGERPRINT] = data_fingerprint
     run_tags.update(dict(tags or {}))
-    with mlflow.start_run(run_name=run_name or job_name, nested=nested, tags=run_tags) as run:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(sigterm_raises())
+        stack.enter_context(private_files())
+        lock = stack.enter_context(out_dir_lock(out_dir, job_name)) if out_dir is not None else None
+        run = stack.enter_context(mlflow.start_run(run_name=run_name or job_name, nested=nested, tags=run_tags))
+        if lock is not None:
+            _take_over(lock, run.info.run_id)
         params = flatten_params(config)
         if data_fingerprint is not None:
             params[PARAM_DATA_FINGERPRINT] = data_fingerprint
         mlflow.log_params(params)
         mlflow.log_text(yaml.safe_dump(_plain(config), allow_unicode=True, sort_keys=False), CONFIG_ARTIFACT)
         yield run
+
+
+def _take_over(lock: OutDirLock, run_id: str) -> None:
+    """Record this run in the lock; end the dead holder's run FAILED."""
+    if lock.stale is not None and lock.stale.run_id:
+        mark_run_failed(lock.stale.run_id, f"killed: pid {lock.stale.pid} died holding {lock.out_dir}; "
+                                           f"taken over by run {run_id}")
+    lock.set_run_id(run_id)
 
 
 def log_metrics_by_split(

@@ -18,7 +18,8 @@ the features and listed in the rejects (stage validation); their customers are s
 
 Atomic: everything is written into ``<out_dir>/.tmp-<run>/`` and renamed to ``<out_dir>/<as_of>/`` at the end (an
 earlier folder for that date is replaced in the same step); a run that fails or is killed leaves no folder at the
-output path (a stale ``.tmp-*`` folder at most). Idempotent: the same input and model give byte-identical files
+output path (a ``.tmp-*`` folder at most, removed by the next run into ``out_dir``, which also marks the killed
+run's MLflow run FAILED; one run at a time per ``out_dir``: :func:`bankseg.data.run_lock.out_dir_lock`). Idempotent: the same input and model give byte-identical files
 except the timings and run id in ``summary.json``.
 
 Privacy: the output carries the bank's customer ids; the summary, MLflow and logs hold counts and pseudonymised
@@ -399,7 +400,8 @@ def run_score(
     tally = _Tally()
     started_run = time.perf_counter()
     tags = {"bankseg.segmenter_version": version, "bankseg.engine": engine}
-    with start_job_run("score", config, fingerprint, tags=tags) as run, ExitStack() as stack:
+    # out_dir is locked for the run: a second run into it refuses; a killed run's .tmp-* folder goes on the next
+    with start_job_run("score", config, fingerprint, tags=tags, out_dir=out_dir) as run, ExitStack() as stack:
         try:
             tmp_dir.mkdir(parents=True, exist_ok=False)
             overrides = read_overrides(overrides_path, segmenter.rules.composite_tier.names) if overrides_path else None
