@@ -112,7 +112,7 @@ def test_duplicate_group_ids_are_refused():
 def test_a_flat_sources_column_may_share_its_name_with_a_group_that_groups_nothing(specs):
     # the packaged groups include one with id "age" (pattern cust_age$); a real source's own column "age"
     # matches no group, so it is its own reason, not a clash
-    groups, dictionary = resolve_reason_groups(["age", "balance"], specs)
+    groups, _dictionary = resolve_reason_groups(["age", "balance"], specs)
     assert groups == {"age": "age", "balance": "balance"}
     clash = [{"id": "balance", "pattern": "bal", "en": "Balance", "zh": "余额"}]
     with pytest.raises(ValueError, match=r"differ from feature names: \['balance'\]"):

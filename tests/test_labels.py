@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -222,4 +224,4 @@ def test_the_same_churn_event_is_never_a_positive_at_two_training_dates(simulate
     assert len(train) >= 20
     for _, dates in train.groupby("customer_id")["as_of"]:
         dates = list(pd.to_datetime(dates))
-        assert all(later >= earlier + window for earlier, later in zip(dates, dates[1:], strict=False))
+        assert all(later >= earlier + window for earlier, later in itertools.pairwise(dates))

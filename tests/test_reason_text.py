@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from bankseg.models.explain import aggregate_contributions, merge_correlated, reason_codes_for, representative_features, resolve_reason_groups
+from bankseg.models.explain import (
+    aggregate_contributions,
+    merge_correlated,
+    reason_codes_for,
+    representative_features,
+    resolve_reason_groups,
+)
 from bankseg.models.propensity import BIAS_COLUMN, PropensityModel
 from bankseg.models.reason_text import ReasonWriter, readable_name
 

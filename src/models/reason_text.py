@@ -125,8 +125,8 @@ class ReasonWriter:
         if self.effect and sign is not None:
             up = np.asarray(sign) > 0
             has = pd.notna(en)
-            en[has] = [t + (" (pushes the score up)" if u else " (pushes the score down)") for t, u in zip(en[has], up[has])]
-            zh[has] = [t + ("(推高评分)" if u else "(拉低评分)") for t, u in zip(zh[has], up[has])]
+            en[has] = [t + (" (pushes the score up)" if u else " (pushes the score down)") for t, u in zip(en[has], up[has], strict=True)]
+            zh[has] = [t + ("(推高评分)" if u else "(拉低评分)") for t, u in zip(zh[has], up[has], strict=True)]
         return en, zh
 
     # ------------------------------------------------------------------ one feature's rows
