@@ -43,6 +43,8 @@ def run_features(
     engine: str = "pandas",
     spark_master: str = "local[2]",
     label_settings: LabelSettings | None = None,
+    workers: int | None = 1,
+    bucket_customers: int | None = None,
     plan_n_train: int = 4,
     plan_step_months: int = 3,
 ) -> FeatureJobResult:
@@ -74,6 +76,8 @@ def run_features(
         engine=engine,
         spark_master=spark_master,
         label_settings=label_settings,
+        workers=workers,
+        bucket_customers=bucket_customers,
     )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -138,7 +142,8 @@ def features_job(cfg: DictConfig) -> FeatureJobResult:
         print(result.summary.to_string())
     print(f"features -> {result.features_path}")
     print(f"labels   -> {result.labels_path or 'not written (no future window in the data)'}")
-    print(f"{int(np.sum(result.summary['customers']))} rows in {result.seconds:.1f} s (engine={cfg.engine})")
+    workers = f", {kwargs['workers']} workers" if cfg.engine == "pandas" else ""
+    print(f"{int(np.sum(result.summary['customers']))} rows in {result.seconds:.1f} s (engine={cfg.engine}{workers})")
     return result
 
 

@@ -34,8 +34,10 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bankseg.data.io import read_table
-from bankseg.features.build import FeatureSettings, build_bucket_features, iter_buckets
+from bankseg.features.build import (
+    BucketSource,
+    FeatureSettings,
+    bucket_sources,
+    build_bucket_features,
+    load_bucket,
+    n_buckets_for,
+)
+from bankseg.parallel import map_ordered, resolve_workers
 from bankseg.scoring.migration import (
     drift_columns,
     drift_counts,
@@ -180,20 +190,16 @@ def validate_folder(data_path: Path, work_dir: Path) -> tuple[pd.DataFrame, dict
 
 
 # --------------------------------------------------------------------------------------------------- chunks
-def iter_feature_chunks(
-    data_path: Path,
-    as_of: pd.Timestamp,
-    settings: FeatureSettings,
-    n_buckets: int,
-    clean: bool,
-) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
-    """Yield (ids of the bucket's customers, their feature rows as of ``as_of``), bucket by bucket."""
-    for tables in iter_buckets(data_path, n_buckets):
-        ids = tables["customers"]["customer_id"].to_numpy(dtype=np.int64)
-        if clean:
-            tables = clean_bucket(tables)
-        features = build_bucket_features(tables, [as_of], settings)
-        yield ids, features.sort_values("customer_id", kind="stable", ignore_index=True)
+def bucket_feature_chunk(
+    source: BucketSource, as_of: pd.Timestamp, settings: FeatureSettings, clean: bool
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """(ids of the bucket's customers, their feature rows as of ``as_of``): one bucket, loaded and cleaned."""
+    tables = load_bucket(source)
+    ids = tables["customers"]["customer_id"].to_numpy(dtype=np.int64)
+    if clean:
+        tables = clean_bucket(tables)
+    features = build_bucket_features(tables, [as_of], settings)
+    return ids, features.sort_values("customer_id", kind="stable", ignore_index=True)
 
 
 def iter_feature_table_chunks(
@@ -261,13 +267,6 @@ OUTPUT_SCHEMA = _output_schema()
 
 
 # ------------------------------------------------------------------------------------------------- the run
-def n_buckets_for(n_customers: int, chunk_customers: int, n_buckets: int) -> int:
-    """Feature buckets: at least ``n_buckets`` and enough that a bucket holds about ``chunk_customers``."""
-    if chunk_customers < 1:
-        raise ValueError(f"chunk_customers must be >= 1, got {chunk_customers}")
-    return max(int(n_buckets), math.ceil(n_customers / chunk_customers), 1)
-
-
 def run_folder_name(as_of: pd.Timestamp) -> str:
     return as_of.date().isoformat()
 
@@ -283,52 +282,146 @@ def publish(tmp_dir: Path, final_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+@dataclass
+class BucketScorer:
+    """Scores one chunk of customers: features (for a bucket of a dataset folder), segmenter, overrides, drift.
+
+    The task a scoring worker runs. Picklable: the loaded model stays behind, and a worker loads it once from
+    ``model_path`` (a local copy of the registered segmenter).
+    """
+
+    model_path: str | None
+    as_of: pd.Timestamp
+    settings: FeatureSettings
+    clean: bool
+    segmenter_version: str
+    overrides: pd.DataFrame | None
+    known_customer_ids: np.ndarray | None
+    model: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "model": None}
+
+    def __call__(self, chunk: BucketSource | tuple[np.ndarray, pd.DataFrame]) -> _ChunkResult:
+        model = self.model if self.model is not None else _local_model(self.model_path)
+        segmenter = model.unwrap_python_model()
+        started = time.perf_counter()
+        ids, features = (bucket_feature_chunk(chunk, self.as_of, self.settings, self.clean)
+                         if isinstance(chunk, BucketSource) else chunk)
+        result = _ChunkResult(seconds={"features": time.perf_counter() - started})
+        started = time.perf_counter()
+        output, result.rejects, drift_input = score_chunk(
+            model, segmenter.input_columns, ids, features, self.as_of, self.segmenter_version
+        )
+        if self.overrides is not None and len(output):
+            output, result.audit = apply_overrides(output, self.overrides, segmenter.rules, self.known_customer_ids)
+        if len(output):
+            reference = segmenter.parts.drift_reference
+            columns = drift_columns(reference)
+            frame = drift_input[[c for c in columns if not c.startswith("p_")]].assign(
+                **{c: output[c].to_numpy() for c in columns if c.startswith("p_")}
+            )
+            result.drift = drift_counts(reference, frame)
+        result.output = output
+        result.seconds["scoring"] = time.perf_counter() - started
+        return result
+
+
+@dataclass
+class _ChunkResult:
+    output: pd.DataFrame | None = None
+    rejects: pd.DataFrame | None = None
+    drift: pd.DataFrame | None = None
+    audit: pd.DataFrame | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@cache
+def _local_model(path: str):
+    """The segmenter of a local model folder, loaded once per process."""
+    import mlflow
+
+    return mlflow.pyfunc.load_model(path)
+
+
 def score_pandas(
     *,
-    model,
-    segmenter,
-    segmenter_version: str,
-    as_of: pd.Timestamp,
+    scorer: BucketScorer,
     tmp_dir: Path,
-    chunks: Iterator[tuple[np.ndarray, pd.DataFrame]],
-    overrides: pd.DataFrame | None,
-    known_customer_ids: np.ndarray | None,
+    chunks: Iterable[BucketSource | tuple[np.ndarray, pd.DataFrame]],
     tally: _Tally,
+    workers: int = 1,
     progress: bool = True,
     total: int | None = None,
 ) -> None:
-    """Score chunk by chunk with a progress bar; write one output part per chunk into ``tmp_dir/segments``."""
+    """Score chunk by chunk in ``workers`` processes; write one output part per chunk (in chunk order).
+
+    Each chunk's output part is written here, numbered in chunk order, so the files do not depend on
+    ``workers``. Timings of features and scoring are summed over the chunks (CPU-like with several workers).
+    """
     from tqdm.auto import tqdm
 
     out_dir = tmp_dir / OUTPUT_FOLDER
     out_dir.mkdir(parents=True, exist_ok=True)
-    reference = segmenter.parts.drift_reference
-    columns = drift_columns(reference)
-    iterator = tqdm(chunks, total=total, desc="scoring", unit="chunk", disable=not progress)
+    results = tqdm(map_ordered(scorer, chunks, workers), total=total, desc="scoring", unit="chunk",
+                   disable=not progress)
     part = 0
-    started = time.perf_counter()
-    for ids, features in iterator:
-        tally.clock("features", started)
-        started = time.perf_counter()
-        output, rejects, drift_input = score_chunk(
-            model, segmenter.input_columns, ids, features, as_of, segmenter_version
-        )
-        if overrides is not None and len(output):
-            output, audit = apply_overrides(output, overrides, segmenter.rules, known_customer_ids)
-            tally.audit.append(audit)
-        tally.rejects.append(rejects)
-        if len(output):
-            frame = drift_input[[c for c in columns if not c.startswith("p_")]].assign(
-                **{c: output[c].to_numpy() for c in columns if c.startswith("p_")}
-            )
-            tally.drift.append(drift_counts(reference, frame))
-            pq.write_table(output_table(output), out_dir / f"part-{part:05d}.parquet")
+    for result in results:
+        for step, seconds in result.seconds.items():
+            tally.seconds[step] = tally.seconds.get(step, 0.0) + seconds
+        tally.rejects.append(result.rejects)
+        if result.audit is not None:
+            tally.audit.append(result.audit)
+        if len(result.output):
+            tally.drift.append(result.drift)
+            pq.write_table(output_table(result.output), out_dir / f"part-{part:05d}.parquet")
             part += 1
-            tally.n_out += len(output)
-        tally.clock("scoring", started)
-        started = time.perf_counter()
+            tally.n_out += len(result.output)
     if part == 0:
         pq.write_table(OUTPUT_SCHEMA.empty_table(), out_dir / "part-00000.parquet")
+
+
+def score_pandas_run(scorer: BucketScorer, *, model_uri: str, tmp_dir: Path, tally: _Tally,
+                     data_path: Path | None, features_path: Path | str | None, chunk_customers: int,
+                     n_buckets: int, workers: int, progress: bool) -> None:
+    """The pandas engine: buckets of ``data_path`` (or chunks of ``features_path``) scored by ``workers`` processes.
+
+    With more than one worker the segmenter is copied out of the registry once, into a temporary folder each
+    worker loads it from.
+    """
+    n_customers = len(scorer.known_customer_ids)
+    with _chunks(data_path, features_path, scorer.as_of, n_customers, chunk_customers, n_buckets, workers) as chunks:
+        total = len(chunks) if isinstance(chunks, list) else math.ceil(n_customers / chunk_customers)
+        workers = min(workers, max(total, 1))
+        with _model_copy(model_uri, workers > 1) as path:
+            scorer.model_path = path
+            score_pandas(scorer=scorer, tmp_dir=tmp_dir, chunks=chunks, tally=tally, workers=workers,
+                         progress=progress, total=total)
+
+
+@contextmanager
+def _chunks(data_path: Path | None, features_path: Path | str | None, as_of: pd.Timestamp, n_customers: int,
+            chunk_customers: int, n_buckets: int, workers: int):
+    """The chunks to score: bucket sources of a dataset folder, or chunks read from a feature table."""
+    if data_path is None:
+        yield iter_feature_table_chunks(Path(features_path), as_of, chunk_customers)
+        return
+    with bucket_sources(data_path, n_buckets_for(n_customers, chunk_customers, n_buckets, workers)) as sources:
+        yield sources
+
+
+@contextmanager
+def _model_copy(model_uri: str, wanted: bool):
+    """A local copy of the model's files for worker processes (None when not ``wanted``), removed afterwards."""
+    if not wanted:
+        yield None
+        return
+    import tempfile
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="bankseg-segmenter-") as tmp:
+        yield mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
 
 
 def read_output(run_dir: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -452,18 +545,14 @@ def run_score(
                     n_buckets=int(feature_kwargs.get("n_buckets", 1)),
                 )
             else:
-                if data_path is not None:
-                    n_buckets = n_buckets_for(len(customer_ids), chunk_customers, int(feature_kwargs.get("n_buckets", 1)))
-                    chunks = iter_feature_chunks(data_path, as_of, settings, n_buckets, clean)
-                    total = n_buckets
-                else:
-                    chunks = iter_feature_table_chunks(Path(features_path), as_of, chunk_customers)
-                    total = math.ceil(len(customer_ids) / chunk_customers)
-                score_pandas(
-                    model=model, segmenter=segmenter, segmenter_version=version, as_of=as_of, tmp_dir=tmp_dir,
-                    chunks=chunks, overrides=overrides, known_customer_ids=customer_ids, tally=tally,
-                    progress=progress, total=total,
+                scorer = BucketScorer(
+                    model_path=None, as_of=as_of, settings=settings, clean=clean, segmenter_version=version,
+                    overrides=overrides, known_customer_ids=customer_ids, model=model,
                 )
+                score_pandas_run(scorer, model_uri=model_uri, tmp_dir=tmp_dir, tally=tally, data_path=data_path,
+                                 features_path=features_path, chunk_customers=chunk_customers,
+                                 n_buckets=int(feature_kwargs.get("n_buckets", 1)),
+                                 workers=resolve_workers(feature_kwargs.get("workers", 1)), progress=progress)
             summary, tables = finish_run(
                 tmp_dir=tmp_dir, as_of=as_of, customer_ids=customer_ids, tally=tally, segmenter=segmenter,
                 version=version, previous=previous, validation_counts=validation_counts, n_examples=n_examples,
