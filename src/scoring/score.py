@@ -8,6 +8,9 @@ registered segmenter version, and writes a run folder ``<out_dir>/<as_of>/``:
 - ``rejects.parquet``: what was set aside, one row per rejected data row or customer (:data:`REJECT_COLUMNS`:
   ``stage`` validation | features | scoring, ``table``, ``row`` (position in the table, for data rows),
   ``customer_id``, ``txn_id``, ``reason``);
+- ``features.parquet``: the feature rows (as of the run's date) of a seeded sample of the scored customers
+  (``feature_sample`` of them, chosen by a hash of the customer id, so the same whatever the buckets or workers):
+  the segment profile report reads them instead of rebuilding features from the data;
 - ``summary.json``: counts in / out / rejected, counts by segment, timings, model versions, drift (PSI) and,
   with ``previous``, the migration tables; ``drift.parquet``, ``migration.parquet``, ``override_audit.parquet``.
 
@@ -54,6 +57,7 @@ from bankseg.features.build import (
     build_bucket_features,
     load_bucket,
     n_buckets_for,
+    splitmix64,
 )
 from bankseg.parallel import map_ordered, resolve_workers
 from bankseg.scoring.migration import (
@@ -73,6 +77,8 @@ SEGMENT_COUNT_COLUMNS: tuple[str, ...] = (
     "persona_name", "churn_band", "conversion_band", "upgrade_band", "action", "next_best_product",
 )
 OUTPUT_FOLDER = "segments"
+FEATURE_SAMPLE_FILE = "features.parquet"
+_SAMPLE_SALT = np.uint64(0x5EED_5A3B_1E00_0014)  # decorrelates the sample from the buckets (same hash family)
 
 
 @dataclass
@@ -97,6 +103,7 @@ class _Tally:
 
     rejects: list[pd.DataFrame] = field(default_factory=list)
     drift: list[pd.DataFrame] = field(default_factory=list)
+    feature_sample: list[pd.DataFrame] = field(default_factory=list)
     audit: list[pd.DataFrame] = field(default_factory=list)
     n_out: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
@@ -297,6 +304,7 @@ class BucketScorer:
     segmenter_version: str
     overrides: pd.DataFrame | None
     known_customer_ids: np.ndarray | None
+    sample_fraction: float = 0.0
     model: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -322,6 +330,7 @@ class BucketScorer:
                 **{c: output[c].to_numpy() for c in columns if c.startswith("p_")}
             )
             result.drift = drift_counts(reference, frame)
+            result.feature_sample = drift_input.loc[in_sample(drift_input["customer_id"], self.sample_fraction)]
         result.output = output
         result.seconds["scoring"] = time.perf_counter() - started
         return result
@@ -333,7 +342,17 @@ class _ChunkResult:
     rejects: pd.DataFrame | None = None
     drift: pd.DataFrame | None = None
     audit: pd.DataFrame | None = None
+    feature_sample: pd.DataFrame | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+def in_sample(customer_ids, fraction: float) -> np.ndarray:
+    """Whether each customer is in the seeded feature sample: a hash of its id below ``fraction`` (a mask)."""
+    ids = np.asarray(customer_ids, dtype=np.int64)
+    if fraction >= 1.0:
+        return np.ones(ids.shape, dtype=bool)
+    unit = (splitmix64(ids.view(np.uint64) ^ _SAMPLE_SALT) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return unit < fraction
 
 
 @cache
@@ -374,6 +393,8 @@ def score_pandas(
             tally.audit.append(result.audit)
         if len(result.output):
             tally.drift.append(result.drift)
+            if len(result.feature_sample):
+                tally.feature_sample.append(result.feature_sample)
             pq.write_table(output_table(result.output), out_dir / f"part-{part:05d}.parquet")
             part += 1
             tally.n_out += len(result.output)
@@ -476,6 +497,7 @@ def run_score(
     n_examples: int = 5,
     progress: bool = True,
     segmenter_name: str | None = None,
+    feature_sample: int = 50_000,
 ) -> ScoreResult:
     """Score every customer as of ``as_of`` with the registered segmenter and publish the run folder.
 
@@ -483,7 +505,8 @@ def run_score(
     precomputed feature table. ``model_version`` (if given) wins over ``model_alias``. ``previous`` is an
     earlier run folder: migration tables between the two go into ``migration.parquet`` and the summary.
     ``engine="spark"`` runs features and scoring on Spark (:mod:`bankseg.scoring.spark`). ``segmenter_name`` is
-    the data source's segmenter (default bankseg-segmenter, the simulated bank's).
+    the data source's segmenter (default bankseg-segmenter, the simulated bank's). ``feature_sample``: about
+    this many scored customers' feature rows go to ``features.parquet`` (pandas engine; 0 = none).
     """
     import mlflow
 
@@ -548,6 +571,7 @@ def run_score(
                 scorer = BucketScorer(
                     model_path=None, as_of=as_of, settings=settings, clean=clean, segmenter_version=version,
                     overrides=overrides, known_customer_ids=customer_ids, model=model,
+                    sample_fraction=min(1.0, feature_sample / max(len(customer_ids), 1)),
                 )
                 score_pandas_run(scorer, model_uri=model_uri, tmp_dir=tmp_dir, tally=tally, data_path=data_path,
                                  features_path=features_path, chunk_customers=chunk_customers,
@@ -594,6 +618,9 @@ def finish_run(
     """Write rejects, drift, migration and audit files; check in = out + rejects; return (summary, tables)."""
     from bankseg.segments import tier_grid
 
+    if tally.feature_sample:
+        sample = pd.concat(tally.feature_sample, ignore_index=True).sort_values("customer_id", ignore_index=True)
+        pq.write_table(pa.Table.from_pandas(sample, preserve_index=False), tmp_dir / FEATURE_SAMPLE_FILE)
     rejects = pd.concat([empty_rejects(), *tally.rejects], ignore_index=True)
     rejects = rejects.sort_values(["stage", "table", "customer_id", "row"], kind="stable", ignore_index=True)
     pq.write_table(pa.Table.from_pandas(rejects, preserve_index=False), tmp_dir / "rejects.parquet")
