@@ -93,17 +93,19 @@ def test_as_of_plan_builds_the_dates_bankseg_train_plans(dataset, tmp_path):
 
 
 def test_two_workers_write_the_same_files_as_one(dataset, tmp_path, capsys):
-    """Issue 14: buckets built in two worker processes give byte-identical features and labels files."""
+    """Issue 14: buckets built in two worker processes give byte-identical features and labels files, whether
+    each worker reads the tables filtered to its bucket (2 buckets) or buckets are scattered first (3)."""
     written = {}
-    for workers in (1, 2):
-        out = tmp_path / f"workers{workers}"
+    for workers, n_buckets in ((1, 1), (2, 1), (2, 3)):
+        out = tmp_path / f"workers{workers}-{n_buckets}"
         cfg = compose_features([f"data.path={dataset}", "as_of=plan", "features.windows=[1,3]",
-                                f"out_dir={out}", f"workers={workers}",
+                                f"features.n_buckets={n_buckets}", f"out_dir={out}", f"workers={workers}",
                                 "paths.root_dir=" + str(tmp_path)])
         result = features_job(cfg)
         assert f"{workers} workers" in capsys.readouterr().out
-        written[workers] = result
-    one, two = written[1], written[2]
+        written[workers, n_buckets] = result
+    one = written[1, 1]
     assert one.summary["customers"].sum() > 0
-    assert one.features_path.read_bytes() == two.features_path.read_bytes()
-    assert one.labels_path.read_bytes() == two.labels_path.read_bytes()
+    for result in (written[2, 1], written[2, 3]):
+        assert one.features_path.read_bytes() == result.features_path.read_bytes()
+        assert one.labels_path.read_bytes() == result.labels_path.read_bytes()

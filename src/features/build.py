@@ -326,11 +326,14 @@ def bucket_sources(
     n_buckets: int,
     customers: Sequence[int] | None = None,
     tables: Sequence[str] = tuple(BLOCK_COLUMNS),
+    scatter: bool = True,
 ) -> Iterator[list[BucketSource]]:
     """The buckets of ``source`` as :class:`BucketSource` s, valid inside the ``with`` block.
 
     A folder whose parts do not split customers is scattered into one temporary file per bucket and table
-    (removed when the block ends); the customers table is read once and split in memory.
+    (removed when the block ends); the customers table is read once and split in memory. ``scatter=False``
+    instead lets each bucket read the tables filtered to its customers: cheaper when there are only as many
+    buckets as worker processes (each reads the tables once, in parallel; nothing is written).
     """
     unknown = [t for t in tables if t not in BLOCK_COLUMNS]
     if unknown:
@@ -350,6 +353,13 @@ def bucket_sources(
     parts = customer_partitioned_parts(root, tables)
     if parts is not None:  # the parts already split customers (the simulator's layout): they are the buckets
         yield [BucketSource(i, {}, part, keep) for i, part in enumerate(parts)]
+        return
+    if not scatter:
+        frame = read_block_table(root, "customers", keep)
+        buckets = bucket_of(frame["customer_id"].to_numpy(), n_buckets)
+        others = {name: table_path(root, name) for name in tables if name != "customers"}
+        yield [BucketSource(b, {"customers": frame.loc[buckets == b]} if "customers" in tables else {}, others,
+                            frame["customer_id"].to_numpy(dtype=np.int64)[buckets == b]) for b in range(n_buckets)]
         return
     with tempfile.TemporaryDirectory(prefix="bankseg-buckets-") as tmp:
         frames: list[dict[str, pd.DataFrame]] = [{} for _ in range(n_buckets)]
@@ -506,7 +516,7 @@ def build_feature_table(
         n_buckets = n_buckets_for(n, bucket_customers or max(n, 1), n_buckets, min(workers, max(n, 1)))
     task = partial(bucket_feature_rows, dates=dates, settings=settings, label_settings=label_settings,
                    data_end=data_end)
-    with bucket_sources(root_or_tables, n_buckets, customers) as sources:
+    with bucket_sources(root_or_tables, n_buckets, customers, scatter=n_buckets > workers) as sources:
         parts = list(map_ordered(task, sources, min(workers, len(sources))))
     return sort_feature_table(pd.concat(parts, ignore_index=True))
 

@@ -427,7 +427,8 @@ def _chunks(data_path: Path | None, features_path: Path | str | None, as_of: pd.
     if data_path is None:
         yield iter_feature_table_chunks(Path(features_path), as_of, chunk_customers)
         return
-    with bucket_sources(data_path, n_buckets_for(n_customers, chunk_customers, n_buckets, workers)) as sources:
+    n_buckets = n_buckets_for(n_customers, chunk_customers, n_buckets, workers)
+    with bucket_sources(data_path, n_buckets, scatter=n_buckets > workers) as sources:
         yield sources
 
 
