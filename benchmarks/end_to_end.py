@@ -1,6 +1,6 @@
 """A whole bank end to end: the `make run` pipeline at N customers x 36 months, stage by stage.
 
-    python benchmarks/end_to_end.py --sizes 50000 250000 1000000 --work /work/data_e2e [--reuse]
+    python benchmarks/end_to_end.py --sizes 50000 250000 1000000 --work /work/data_e2e [--reuse] [--workers 2]
 
 Per size, in ``--work/n<N>/`` (its own data, MLflow store and reports; BANKSEG_ROOT points there), the jobs run
 as a user runs them, each in its own process, in the order of dvc.yaml:
@@ -13,7 +13,9 @@ peak memory (the largest sum of RSS over the job's process tree, sampled every 0
 workers count together). ``--reuse`` keeps a size's simulated bank when it exists (its simulate stage is then
 not timed). Results go to benchmarks/results/end_to_end.json (``runs``: one entry per size with
 ``n_customers``, ``total_wall_seconds``, ``peak_rss_gib``, ``cpu_count``, ``load_average`` before/after and
-``stages``) and are printed. The machine is shared: read the load averages beside the figures.
+``stages``) and are printed; one entry per size and ``--workers`` (the jobs' ``workers`` setting, passed to every job,
+and ``simulator.workers``; an entry without the field predates the setting, one process). The machine is shared:
+read the load averages beside the figures.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ BIN = Path(sys.executable).parent
 PROPENSITY = ("churn", "conversion", "upgrade")
 
 
-def stages(root: Path, n_customers: int) -> list[tuple[str, list[str]]]:
+def stages(root: Path, n_customers: int, workers: int) -> list[tuple[str, list[str]]]:
     """The pipeline's jobs with their settings (dvc.yaml's commands, on this size's folders)."""
     data, features = root / "simulated", root / "features"
     models = root / "outputs" / "models"
-    common = [f"data.path={data}"]
+    common = [f"data.path={data}", f"workers={workers}"]
     out = [
-        ("simulate", ["bankseg-simulate", f"out_dir={data}", f"simulator.n_customers={n_customers}"]),
+        ("simulate", ["bankseg-simulate", f"out_dir={data}", f"simulator.n_customers={n_customers}",
+                      f"simulator.workers={workers}"]),
         ("features", ["bankseg-features", "as_of=plan", *common, f"out_dir={features}"]),
         ("train_personas", ["bankseg-train", "model=personas", *common, f"features_path={features}",
                             f"result_file={models}/personas.json"]),
@@ -102,12 +105,12 @@ def _watch_memory(pid: int) -> _Peak:
     return peak
 
 
-def run_size(n_customers: int, work: Path, reuse: bool) -> dict:
+def run_size(n_customers: int, work: Path, reuse: bool, workers: int) -> dict:
     root = work / f"n{n_customers}"
     (root / "logs").mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     results: dict[str, dict[str, float]] = {}
-    for name, argv in stages(root, n_customers):
+    for name, argv in stages(root, n_customers, workers):
         if name == "simulate" and reuse and (root / "simulated" / "customers").exists():
             print(f"  {name:15s} reused {root / 'simulated'}", flush=True)
             continue
@@ -118,6 +121,7 @@ def run_size(n_customers: int, work: Path, reuse: bool) -> dict:
     return {
         "n_customers": n_customers,
         "n_months": 36,
+        "workers": workers,
         "cpu_count": os.cpu_count(),
         "total_wall_seconds": round(sum(r["wall_seconds"] for r in results.values()), 1),
         "total_cpu_seconds": round(sum(r["cpu_seconds"] for r in results.values()), 1),
@@ -135,22 +139,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[50_000])
     parser.add_argument("--work", type=Path, required=True, help="folder for the banks, stores and reports")
     parser.add_argument("--reuse", action="store_true", help="keep a size's simulated bank when present")
+    parser.add_argument("--workers", type=int, default=1, help="the jobs' workers setting (0 = every core)")
     args = parser.parse_args(argv)
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    runs = {r["n_customers"]: r for r in previous.get("runs", [])}
+    runs = {_key(r): r for r in previous.get("runs", [])}
     for n in args.sizes:
-        print(f"{n:,} customers x 36 months, {os.cpu_count()} cores:", flush=True)
-        runs[n] = run_size(n, args.work.resolve(), args.reuse)
-        print(f"  total {runs[n]['total_wall_seconds']:.0f} s wall, peak {runs[n]['peak_rss_gib']:.2f} GiB", flush=True)
-        ordered = [runs[k] for k in sorted(runs)]
+        print(f"{n:,} customers x 36 months, {os.cpu_count()} cores, workers={args.workers}:", flush=True)
+        key = (n, args.workers)
+        runs[key] = run_size(n, args.work.resolve(), args.reuse, args.workers)
+        print(f"  total {runs[key]['total_wall_seconds']:.0f} s wall, peak {runs[key]['peak_rss_gib']:.2f} GiB",
+              flush=True)
+        ordered = [runs[k] for k in sorted(runs, key=lambda k: (k[0], k[1] or 0))]
         RESULTS.write_text(json.dumps({"benchmark": "end_to_end", "runs": ordered, **_growth(ordered)}, indent=2) + "\n")
     print(f"written {RESULTS}")
 
 
+def _key(run: dict) -> tuple[int, int | None]:
+    return run["n_customers"], run.get("workers")
+
+
 def _growth(runs: list[dict]) -> dict:
-    """Wall seconds per 1,000 customers per size: flat means linear growth."""
+    """Wall seconds per 1,000 customers per size (and workers, when set): flat means linear growth."""
+    def name(r: dict) -> str:
+        return str(r["n_customers"]) if r.get("workers") is None else f"{r['n_customers']}_workers{r['workers']}"
+
     return {"wall_seconds_per_1k_customers": {
-        str(r["n_customers"]): round(r["total_wall_seconds"] / r["n_customers"] * 1000, 3) for r in runs}}
+        name(r): round(r["total_wall_seconds"] / r["n_customers"] * 1000, 3) for r in runs}}
 
 
 if __name__ == "__main__":

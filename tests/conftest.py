@@ -64,7 +64,9 @@ def trained_bank(tmp_path_factory) -> TrainedBank:
     root = tmp_path_factory.mktemp("trained_bank")
     data = root / "bank"
     write_simulated_bank(SimulatorParams(n_customers=N_CUSTOMERS, n_months=N_MONTHS, seed=SEED), data, progress=False)
-    common = [f"data.path={data}", f"mlflow.tracking_uri=sqlite:///{root}/mlruns/mlflow.db", f"paths.root_dir={root}"]
+    # one worker process: the world stays light on the shared machine; the parallel tests ask for workers=2
+    common = [f"data.path={data}", f"mlflow.tracking_uri=sqlite:///{root}/mlruns/mlflow.db", f"paths.root_dir={root}",
+              "workers=1"]
     versions = {}
     for model in ("personas", "churn", "conversion", "upgrade"):
         overrides = [*common, f"model={model}"]

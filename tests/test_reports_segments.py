@@ -184,17 +184,31 @@ def test_job_writes_the_report_with_migration_from_a_previous_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_report_of_real_scoring_runs_with_migration(trained_bank, tmp_path):
-    """End to end: two bankseg-score runs of the shared trained bank, then the report of the later one."""
+def test_report_of_real_scoring_runs_with_migration(trained_bank, tmp_path, monkeypatch):
+    """End to end: two bankseg-score runs of the shared trained bank, then the report of the later one.
+
+    The persona cards read the scoring run's feature sample (issue 14): the report rebuilds no features.
+    """
+    from bankseg.features import build
     from bankseg.scoring.score import run_score
 
     trained_bank.configure()
     runs = [
         run_score(as_of=as_of, out_dir=tmp_path / "score", mlflow_cfg=trained_bank.mlflow_cfg,
                   config={"job": "report-test"}, data_path=trained_bank.data_path,
-                  feature_kwargs=trained_bank.feature_kwargs, progress=False, previous=previous)
+                  feature_kwargs=trained_bank.feature_kwargs, progress=False, previous=previous, feature_sample=800)
         for as_of, previous in (("2025-01-01", None), ("2025-04-01", tmp_path / "score" / "2025-01-01"))
     ]
+    sample = pd.read_parquet(runs[1].run_dir / "features.parquet")
+    scored = pd.read_parquet(runs[1].run_dir / "segments", columns=["customer_id"])["customer_id"]
+    assert 600 < len(sample) < 1000 and sample["customer_id"].is_unique  # about 800 of 2,500, hashed
+    assert sample["customer_id"].isin(scored).all()
+    assert (pd.to_datetime(sample["as_of"]) == pd.Timestamp("2025-04-01")).all()
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the segment report rebuilt features")
+
+    monkeypatch.setattr(build, "build_feature_table", no_rebuild)
     result = run_segment_report(
         scoring_dir=runs[1].run_dir, previous_dir=runs[0].run_dir, labels_zh=LABELS, tier_names=TIERS,
         settings=sr.SegmentReportSettings(), out_dir=tmp_path / "reports", data_path=trained_bank.data_path,
@@ -206,7 +220,7 @@ def test_report_of_real_scoring_runs_with_migration(trained_bank, tmp_path):
     cells = [int(n) for n in re.findall(r'data-composite="\w+" data-service="\w+" data-value="(\d+)"', page)]
     assert sum(cells) == len(segments) == runs[1].summary["counts"]["customers_out"]
     assert 'id="migration-composite-tier-table"' in page
-    assert "Behaviour and holdings come from the feature table" in page  # rebuilt from data.path
+    assert f"Behaviour and holdings come from the feature table of {len(sample):,} of these customers" in page
 
 
 @pytest.mark.slow

@@ -60,10 +60,10 @@ def planted(trained_bank, tmp_path_factory) -> tuple[Path, dict]:
 
 def score(trained_bank, data_path, out_dir, as_of=AS_OF, **kwargs):
     trained_bank.configure()
+    kwargs.setdefault("feature_kwargs", trained_bank.feature_kwargs)
     return run_score(
         as_of=as_of, out_dir=out_dir, mlflow_cfg=trained_bank.mlflow_cfg, config={"job": "score-test"},
-        data_path=data_path, feature_kwargs=trained_bank.feature_kwargs, chunk_customers=1000, progress=False,
-        **kwargs,
+        data_path=data_path, chunk_customers=1000, progress=False, **kwargs,
     )
 
 
@@ -109,6 +109,18 @@ def test_same_input_gives_identical_output_files(trained_bank, planted, first_ru
     assert files == sorted(p.relative_to(second.run_dir) for p in second.run_dir.rglob("*.parquet"))
     for f in files:
         assert (first_run.run_dir / f).read_bytes() == (second.run_dir / f).read_bytes(), f
+
+
+def test_two_workers_write_the_same_files_as_one(trained_bank, planted, first_run, tmp_path):
+    """Issue 14: buckets scored in two worker processes (validated and cleaned there) give identical files."""
+    parallel = score(trained_bank, planted[0], tmp_path, feature_kwargs={**trained_bank.feature_kwargs, "workers": 2})
+    files = sorted(p.relative_to(first_run.run_dir) for p in first_run.run_dir.rglob("*.parquet"))
+    assert len([f for f in files if f.parts[0] == "segments"]) == 3  # 2,501 customers in chunks of 1,000
+    assert files == sorted(p.relative_to(parallel.run_dir) for p in parallel.run_dir.rglob("*.parquet"))
+    for f in files:
+        assert (first_run.run_dir / f).read_bytes() == (parallel.run_dir / f).read_bytes(), f
+    assert parallel.summary["counts"] == first_run.summary["counts"]
+    assert parallel.summary["counts"]["rows_rejected"] > 0  # the planted bad rows were set aside in the workers
 
 
 def test_a_run_killed_midway_leaves_no_output(trained_bank, planted, tmp_path, monkeypatch):

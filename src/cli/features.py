@@ -48,6 +48,8 @@ def run_features(
     engine: str = "pandas",
     spark_master: str = "local[2]",
     label_settings: LabelSettings | None = None,
+    workers: int | None = 1,
+    bucket_customers: int | None = None,
     plan_n_train: int = 4,
     plan_step_months: int = 3,
     validation: Mapping[str, Any] | None = None,
@@ -84,6 +86,8 @@ def run_features(
             engine=engine,
             spark_master=spark_master,
             label_settings=label_settings,
+            workers=workers,
+            bucket_customers=bucket_customers,
         )
     label_columns = [c for c in LABEL_COLUMNS if c in table.columns]
     features_path = write_table(table.drop(columns=label_columns), out_dir, "features")
@@ -149,7 +153,8 @@ def features_job(cfg: DictConfig) -> FeatureJobResult:
         print(f"validation: {result.validation['rows_rejected']} rows set aside (rejects.parquet), warnings:")
         for warning in result.validation["warnings"]:
             print(f"  - {warning}")
-    print(f"{int(np.sum(result.summary['customers']))} rows in {result.seconds:.1f} s (engine={cfg.engine})")
+    workers = f", {kwargs['workers']} workers" if cfg.engine == "pandas" else ""
+    print(f"{int(np.sum(result.summary['customers']))} rows in {result.seconds:.1f} s (engine={cfg.engine}{workers})")
     return result
 
 

@@ -56,7 +56,17 @@ def feature_kwargs_from(cfg: DictConfig, engine: str = "pandas") -> dict[str, An
         "n_buckets": int(feats.n_buckets),
         "engine": engine,
         "spark_master": str(feats.spark_master),
+        "workers": workers_from(cfg),
+        # a training run logged before these settings existed has no bucket_customers (remember_training_data)
+        "bucket_customers": None if feats.get("bucket_customers") is None else int(feats.bucket_customers),
     }
+
+
+def workers_from(cfg: DictConfig) -> int:
+    """The job's ``workers`` setting (conf/compute/default.yaml; null or 0 = every available core)."""
+    from bankseg.parallel import resolve_workers
+
+    return resolve_workers(cfg.get("workers"))
 
 
 def command_line_overrides() -> list[str]:

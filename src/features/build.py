@@ -17,9 +17,12 @@ through ``groupBy("bucket").applyInPandas``, so both engines give identical valu
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +45,7 @@ from bankseg.features.transactions import (
     build_transaction_features,
     build_transaction_features_batched,
 )
+from bankseg.parallel import map_ordered, resolve_workers
 
 BLOCK_COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": CUSTOMER_COLUMNS,
@@ -275,6 +279,31 @@ def _scatter(root: Path, name: str, n_buckets: int, keep: np.ndarray | None, out
     return files
 
 
+@dataclass(frozen=True)
+class BucketSource:
+    """Where one bucket's tables come from (picklable, so a worker process can load the bucket itself).
+
+    ``frames``: tables already in memory, restricted to the bucket; ``paths``: table files or part folders
+    read with :func:`load_bucket`, filtered to ``customer_ids`` when given.
+    """
+
+    index: int
+    frames: Mapping[str, pd.DataFrame]
+    paths: Mapping[str, Path]
+    customer_ids: np.ndarray | None = None
+
+
+def load_bucket(source: BucketSource) -> dict[str, pd.DataFrame]:
+    """The bucket's tables (transactions as a :class:`ParquetBatches` scan when read from disk)."""
+    tables = dict(source.frames)
+    for name, path in source.paths.items():
+        if name in BATCHED_TABLES:
+            tables[name] = ParquetBatches(path, name, source.customer_ids)
+        else:
+            tables[name] = _read_path(path, name, source.customer_ids)
+    return tables
+
+
 def iter_buckets(
     source: Path | str | Mapping[str, pd.DataFrame],
     n_buckets: int,
@@ -286,54 +315,101 @@ def iter_buckets(
     ``source`` is a dataset folder or a dict of DataFrames (for example the simulator's output).
     ``customers`` restricts everything to these customer ids.
     """
+    with bucket_sources(source, n_buckets, customers, tables) as sources:
+        for bucket in sources:
+            yield load_bucket(bucket)
+
+
+@contextmanager
+def bucket_sources(
+    source: Path | str | Mapping[str, pd.DataFrame],
+    n_buckets: int,
+    customers: Sequence[int] | None = None,
+    tables: Sequence[str] = tuple(BLOCK_COLUMNS),
+    scatter: bool = True,
+) -> Iterator[list[BucketSource]]:
+    """The buckets of ``source`` as :class:`BucketSource` s, valid inside the ``with`` block.
+
+    A folder whose parts do not split customers is scattered into one temporary file per bucket and table
+    (removed when the block ends); the customers table is read once and split in memory. ``scatter=False``
+    instead lets each bucket read the tables filtered to its customers: cheaper when there are only as many
+    buckets as worker processes (each reads the tables once, in parallel; nothing is written).
+    """
     unknown = [t for t in tables if t not in BLOCK_COLUMNS]
     if unknown:
         raise ValueError(f"unknown tables {unknown}; known: {list(BLOCK_COLUMNS)}")
+    bucket_of(np.zeros(0, dtype=np.int64), n_buckets)  # refuses n_buckets < 1
     keep = None if customers is None else np.unique(np.asarray(customers, dtype=np.int64))
     if isinstance(source, Mapping):
-        masks = {}
-        for name in tables:
-            if name not in source:
-                raise ValueError(f"missing table {name!r}; got {sorted(source)}")
-            cid = source[name]["customer_id"].to_numpy(dtype=np.int64)
-            bucket = bucket_of(cid, n_buckets)
-            if keep is not None:
-                bucket = np.where(np.isin(cid, keep), bucket, -1)
-            masks[name] = bucket
-        for b in range(n_buckets):
-            yield {name: source[name].loc[masks[name] == b, list(BLOCK_COLUMNS[name])] for name in tables}
+        yield _split_frames(source, n_buckets, keep, tables)
         return
     root = Path(source)
-
-    def load(name: str, path: Path, ids: np.ndarray | None):
-        if name in BATCHED_TABLES:
-            return ParquetBatches(path, name, ids)
-        return _read_path(path, name, ids)
-
+    for name in tables:
+        if table_path(root, name) is None:
+            raise FileNotFoundError(f"dataset folder {root}: table {name!r} is missing ({name}.parquet or {name}/)")
     if n_buckets == 1:
-        for name in tables:
-            if table_path(root, name) is None:
-                raise FileNotFoundError(f"dataset folder {root}: table {name!r} is missing ({name}.parquet or {name}/)")
-        yield {name: load(name, table_path(root, name), keep) for name in tables}
+        yield [BucketSource(0, {}, {name: table_path(root, name) for name in tables}, keep)]
         return
     parts = customer_partitioned_parts(root, tables)
     if parts is not None:  # the parts already split customers (the simulator's layout): they are the buckets
-        for part in parts:
-            yield {name: load(name, path, keep) for name, path in part.items()}
+        yield [BucketSource(i, {}, part, keep) for i, part in enumerate(parts)]
+        return
+    if not scatter:
+        frame = read_block_table(root, "customers", keep)
+        buckets = bucket_of(frame["customer_id"].to_numpy(), n_buckets)
+        others = {name: table_path(root, name) for name in tables if name != "customers"}
+        yield [BucketSource(b, {"customers": frame.loc[buckets == b]} if "customers" in tables else {}, others,
+                            frame["customer_id"].to_numpy(dtype=np.int64)[buckets == b]) for b in range(n_buckets)]
         return
     with tempfile.TemporaryDirectory(prefix="bankseg-buckets-") as tmp:
-        small = {}
+        frames: list[dict[str, pd.DataFrame]] = [{} for _ in range(n_buckets)]
         if "customers" in tables:  # one row per customer: small enough to read once and split in memory
             frame = read_block_table(root, "customers", keep)
-            small["customers"] = (frame, bucket_of(frame["customer_id"].to_numpy(), n_buckets))
+            buckets = bucket_of(frame["customer_id"].to_numpy(), n_buckets)
+            for b in range(n_buckets):
+                frames[b]["customers"] = frame.loc[buckets == b]
         scattered = {
             name: _scatter(root, name, n_buckets, keep, Path(tmp)) for name in tables if name != "customers"
         }
-        for b in range(n_buckets):
-            bucket = {name: frame.loc[buckets == b] for name, (frame, buckets) in small.items()}
-            for name, files in scattered.items():
-                bucket[name] = load(name, files[b], None)
-            yield bucket
+        yield [BucketSource(b, frames[b], {name: files[b] for name, files in scattered.items()})
+               for b in range(n_buckets)]
+
+
+def _split_frames(source: Mapping[str, pd.DataFrame], n_buckets: int, keep: np.ndarray | None,
+                  tables: Sequence[str]) -> list[BucketSource]:
+    """In-memory tables split into buckets (each bucket's rows of each table)."""
+    masks = {}
+    for name in tables:
+        if name not in source:
+            raise ValueError(f"missing table {name!r}; got {sorted(source)}")
+        cid = source[name]["customer_id"].to_numpy(dtype=np.int64)
+        bucket = bucket_of(cid, n_buckets)
+        if keep is not None:
+            bucket = np.where(np.isin(cid, keep), bucket, -1)
+        masks[name] = bucket
+    return [
+        BucketSource(b, {name: source[name].loc[masks[name] == b, list(BLOCK_COLUMNS[name])] for name in tables}, {})
+        for b in range(n_buckets)
+    ]
+
+
+def count_customers(source: Path | str | Mapping[str, pd.DataFrame]) -> int:
+    """Rows of the customers table (from Parquet footers for a folder: nothing is read)."""
+    if isinstance(source, Mapping):
+        return len(source["customers"])
+    path = table_path(source, "customers")
+    if path is None:
+        raise FileNotFoundError(f"dataset folder {source}: table 'customers' is missing")
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in _parquet_files(path))
+
+
+def n_buckets_for(n_customers: int, bucket_customers: int, n_buckets: int, workers: int = 1) -> int:
+    """Buckets: at least ``n_buckets``, enough that one holds about ``bucket_customers``, and one per worker."""
+    if bucket_customers < 1:
+        raise ValueError(f"bucket_customers must be >= 1, got {bucket_customers}")
+    if n_buckets < 1:
+        raise ValueError(f"n_buckets must be >= 1, got {n_buckets}")
+    return max(int(n_buckets), math.ceil(n_customers / bucket_customers), int(workers), 1)
 
 
 def customer_partitioned_parts(root: Path | str, tables: Sequence[str]) -> list[dict[str, Path]] | None:
@@ -404,6 +480,8 @@ def build_feature_table(
     customers: Sequence[int] | None = None,
     spark_master: str = "local[2]",
     label_settings: LabelSettings | None = None,
+    workers: int | None = 1,
+    bucket_customers: int | None = None,
 ) -> pd.DataFrame:
     """Return the feature table: one row per (customer_id, as_of), sorted by as_of then customer_id.
 
@@ -412,6 +490,10 @@ def build_feature_table(
     the customers who opened before as_of (restricted to ``customers`` when given). ``engine="spark"`` runs
     the same blocks on a local Spark session (``spark_master``) and returns the same values. With
     ``label_settings`` the label columns are added (NaN where the data does not cover the future window).
+
+    pandas engine: ``workers`` processes (None or 0: every core) build buckets in parallel; there are at least
+    ``n_buckets`` buckets, one per worker, and (with ``bucket_customers``) enough that a bucket holds about
+    that many customers, which bounds each worker's memory. The result does not depend on either setting.
     """
     settings = FeatureSettings(
         windows=tuple(windows), aum_products=tuple(aum_products), loan_products=tuple(loan_products),
@@ -428,11 +510,21 @@ def build_feature_table(
             root_or_tables, dates, settings, n_buckets=n_buckets, customers=customers, master=spark_master,
             label_settings=label_settings, data_end=data_end,
         )
-    parts = [
-        build_bucket_features(t, dates, settings, label_settings, data_end)
-        for t in iter_buckets(root_or_tables, n_buckets, customers)
-    ]
+    workers = resolve_workers(workers)
+    if bucket_customers is not None or workers > 1:
+        n = len(np.unique(np.asarray(customers))) if customers is not None else count_customers(root_or_tables)
+        n_buckets = n_buckets_for(n, bucket_customers or max(n, 1), n_buckets, min(workers, max(n, 1)))
+    task = partial(bucket_feature_rows, dates=dates, settings=settings, label_settings=label_settings,
+                   data_end=data_end)
+    with bucket_sources(root_or_tables, n_buckets, customers, scatter=n_buckets > workers) as sources:
+        parts = list(map_ordered(task, sources, min(workers, len(sources))))
     return sort_feature_table(pd.concat(parts, ignore_index=True))
+
+
+def bucket_feature_rows(source: BucketSource, dates: Sequence[pd.Timestamp], settings: FeatureSettings,
+                        label_settings: LabelSettings | None, data_end: pd.Timestamp | None) -> pd.DataFrame:
+    """Load one bucket and build its feature rows (the task a feature worker runs)."""
+    return build_bucket_features(load_bucket(source), dates, settings, label_settings, data_end)
 
 
 def dataset_data_end(root_or_tables: Path | str | Mapping[str, pd.DataFrame]) -> pd.Timestamp:

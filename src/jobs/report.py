@@ -32,11 +32,12 @@ from bankseg.reports.model_report import (
     load_registered_run,
 )
 from bankseg.reports.segment_report import ScoringRun, SegmentReportSettings, build_segment_report_html
+from bankseg.scoring.score import FEATURE_SAMPLE_FILE
 
 log = logging.getLogger(__name__)
 
 SEGMENTS_FILE = "segments.parquet"
-FEATURES_FILE = "features.parquet"
+FEATURES_FILE = FEATURE_SAMPLE_FILE  # the scoring run's feature sample
 SUMMARY_FILE = "summary.json"
 MIGRATION_DIR = "migration"
 OTHER_ALIAS = {"champion": "challenger", "challenger": "champion"}

@@ -50,6 +50,7 @@ def score_job(
         validate=bool(scoring_cfg.get("validate", True)),
         spark_master=spark_master,
         n_examples=int(scoring_cfg.get("n_examples", 5)),
+        feature_sample=int(scoring_cfg.get("feature_sample", 50_000)),
         progress=progress,
         segmenter_name=segmenter_name,
         validation=config.get("validation"),

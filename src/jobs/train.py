@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,22 @@ def build_training_frame(
 
 
 def read_feature_table(folder: Path, dates: list[pd.Timestamp]) -> pd.DataFrame:
-    """Features joined with labels from a ``bankseg-features`` output folder, for ``dates`` only."""
+    """Features joined with labels from a ``bankseg-features`` output folder, for ``dates`` only.
+
+    Read once per process for the same files and dates: ``bankseg-train -m model=personas,churn,conversion,upgrade``
+    (one process, the models in turn) reads the table once for all four. The caller gets its own (copy-on-write)
+    frame; a rewritten file (other size or modification time) is read again.
+    """
+    folder = Path(folder).resolve()
+    stamps = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for name in ("features", "labels")
+                   if (p := table_path(folder, name)) is not None)
+    key = tuple(sorted(pd.Timestamp(d).isoformat() for d in dates))
+    return _read_feature_table_once(folder, key, stamps).copy(deep=False)
+
+
+@lru_cache(maxsize=1)
+def _read_feature_table_once(folder: Path, dates: tuple[str, ...], stamps: tuple) -> pd.DataFrame:
+    """The table of :func:`read_feature_table` (``stamps`` only key the cache: the files' sizes and times)."""
     wanted = [pd.Timestamp(d).to_pydatetime() for d in dates]
     features = read_table(folder, "features", filters=[("as_of", "in", wanted)])
     missing = sorted({pd.Timestamp(d).date().isoformat() for d in dates} - {

@@ -8,6 +8,9 @@ registered segmenter version, and writes a run folder ``<out_dir>/<as_of>/``:
 - ``rejects.parquet``: what was set aside, one row per rejected data row or customer (:data:`REJECT_COLUMNS`:
   ``stage`` validation | features | scoring, ``table``, ``row`` (position in the table, for data rows),
   ``customer_id``, ``txn_id``, ``reason``);
+- ``features.parquet``: the feature rows (as of the run's date) of a seeded sample of the scored customers
+  (``feature_sample`` of them, chosen by a hash of the customer id, so the same whatever the buckets or workers):
+  the segment profile report reads them instead of rebuilding features from the data;
 - ``summary.json``: counts in / out / rejected, counts by segment, timings, model versions, drift (PSI) and,
   with ``previous``, the migration tables; ``drift.parquet``, ``migration.parquet``, ``override_audit.parquet``.
 
@@ -35,9 +38,10 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +51,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bankseg.data.io import read_table
-from bankseg.features.build import FeatureSettings, build_bucket_features, iter_buckets
+from bankseg.features.build import (
+    BucketSource,
+    FeatureSettings,
+    bucket_sources,
+    build_bucket_features,
+    load_bucket,
+    n_buckets_for,
+    splitmix64,
+)
+from bankseg.parallel import map_ordered, resolve_workers
 from bankseg.scoring.migration import (
     drift_columns,
     drift_counts,
@@ -71,6 +84,8 @@ SEGMENT_COUNT_COLUMNS: tuple[str, ...] = (
     "persona_name", "churn_band", "conversion_band", "upgrade_band", "action", "next_best_product",
 )
 OUTPUT_FOLDER = "segments"
+FEATURE_SAMPLE_FILE = "features.parquet"
+_SAMPLE_SALT = np.uint64(0x5EED_5A3B_1E00_0014)  # decorrelates the sample from the buckets (same hash family)
 
 
 @dataclass
@@ -95,6 +110,7 @@ class _Tally:
 
     rejects: list[pd.DataFrame] = field(default_factory=list)
     drift: list[pd.DataFrame] = field(default_factory=list)
+    feature_sample: list[pd.DataFrame] = field(default_factory=list)
     audit: list[pd.DataFrame] = field(default_factory=list)
     n_out: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
@@ -149,20 +165,15 @@ def unscored_rows(output: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --------------------------------------------------------------------------------------------------- chunks
-def iter_feature_chunks(
-    data_path: Path,
-    as_of: pd.Timestamp,
-    settings: FeatureSettings,
-    n_buckets: int,
-) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
-    """Yield (ids of the bucket's customers, their feature rows as of ``as_of``), bucket by bucket.
-
-    ``data_path`` is the folder of kept rows (:attr:`bankseg.data.checked.CheckedDataset.path`).
-    """
-    for tables in iter_buckets(data_path, n_buckets):
-        ids = tables["customers"]["customer_id"].to_numpy(dtype=np.int64)
-        features = build_bucket_features(tables, [as_of], settings)
-        yield ids, features.sort_values("customer_id", kind="stable", ignore_index=True)
+def bucket_feature_chunk(
+    source: BucketSource, as_of: pd.Timestamp, settings: FeatureSettings
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """(ids of the bucket's customers, their feature rows as of ``as_of``): one bucket of the folder of kept rows
+    (:attr:`bankseg.data.checked.CheckedDataset.path`), loaded."""
+    tables = load_bucket(source)
+    ids = tables["customers"]["customer_id"].to_numpy(dtype=np.int64)
+    features = build_bucket_features(tables, [as_of], settings)
+    return ids, features.sort_values("customer_id", kind="stable", ignore_index=True)
 
 
 def iter_feature_table_chunks(
@@ -233,13 +244,6 @@ OUTPUT_SCHEMA = _output_schema()
 
 
 # ------------------------------------------------------------------------------------------------- the run
-def n_buckets_for(n_customers: int, chunk_customers: int, n_buckets: int) -> int:
-    """Feature buckets: at least ``n_buckets`` and enough that a bucket holds about ``chunk_customers``."""
-    if chunk_customers < 1:
-        raise ValueError(f"chunk_customers must be >= 1, got {chunk_customers}")
-    return max(int(n_buckets), math.ceil(n_customers / chunk_customers), 1)
-
-
 def run_folder_name(as_of: pd.Timestamp) -> str:
     return as_of.date().isoformat()
 
@@ -255,54 +259,163 @@ def publish(tmp_dir: Path, final_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+@dataclass
+class BucketScorer:
+    """Scores one chunk of customers: features (for a bucket of a dataset folder), segmenter, overrides, drift.
+
+    The task a scoring worker runs. Picklable: the loaded model stays behind, and a worker loads it once from
+    ``model_path`` (a local copy of the registered segmenter).
+    """
+
+    model_path: str | None
+    as_of: pd.Timestamp
+    settings: FeatureSettings
+    segmenter_version: str
+    overrides: pd.DataFrame | None
+    known_customer_ids: np.ndarray | None
+    sample_fraction: float = 0.0
+    model: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "model": None}
+
+    def __call__(self, chunk: BucketSource | tuple[np.ndarray, pd.DataFrame]) -> _ChunkResult:
+        model = self.model if self.model is not None else _local_model(self.model_path)
+        segmenter = model.unwrap_python_model()
+        started = time.perf_counter()
+        ids, features = (bucket_feature_chunk(chunk, self.as_of, self.settings)
+                         if isinstance(chunk, BucketSource) else chunk)
+        result = _ChunkResult(seconds={"features": time.perf_counter() - started})
+        started = time.perf_counter()
+        output, result.rejects, drift_input, result.unknown = score_chunk(
+            model, segmenter.input_columns, ids, features, self.as_of, self.segmenter_version
+        )
+        if self.overrides is not None and len(output):
+            output, result.audit = apply_overrides(output, self.overrides, segmenter.rules, self.known_customer_ids)
+        if len(output):
+            reference = segmenter.parts.drift_reference
+            columns = drift_columns(reference)
+            frame = drift_input[[c for c in columns if not c.startswith("p_")]].assign(
+                **{c: output[c].to_numpy() for c in columns if c.startswith("p_")}
+            )
+            result.drift = drift_counts(reference, frame)
+            result.feature_sample = drift_input.loc[in_sample(drift_input["customer_id"], self.sample_fraction)]
+        result.output = output
+        result.seconds["scoring"] = time.perf_counter() - started
+        return result
+
+
+@dataclass
+class _ChunkResult:
+    output: pd.DataFrame | None = None
+    rejects: pd.DataFrame | None = None
+    drift: pd.DataFrame | None = None
+    audit: pd.DataFrame | None = None
+    feature_sample: pd.DataFrame | None = None
+    unknown: dict[str, int] = field(default_factory=dict)  # input column -> rows with unseen categories
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def in_sample(customer_ids, fraction: float) -> np.ndarray:
+    """Whether each customer is in the seeded feature sample: a hash of its id below ``fraction`` (a mask)."""
+    ids = np.asarray(customer_ids, dtype=np.int64)
+    if fraction >= 1.0:
+        return np.ones(ids.shape, dtype=bool)
+    unit = (splitmix64(ids.view(np.uint64) ^ _SAMPLE_SALT) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return unit < fraction
+
+
+@cache
+def _local_model(path: str):
+    """The segmenter of a local model folder, loaded once per process."""
+    import mlflow
+
+    return mlflow.pyfunc.load_model(path)
+
+
 def score_pandas(
     *,
-    model,
-    segmenter,
-    segmenter_version: str,
-    as_of: pd.Timestamp,
+    scorer: BucketScorer,
     tmp_dir: Path,
-    chunks: Iterator[tuple[np.ndarray, pd.DataFrame]],
-    overrides: pd.DataFrame | None,
-    known_customer_ids: np.ndarray | None,
+    chunks: Iterable[BucketSource | tuple[np.ndarray, pd.DataFrame]],
     tally: _Tally,
+    workers: int = 1,
     progress: bool = True,
     total: int | None = None,
 ) -> None:
-    """Score chunk by chunk with a progress bar; write one output part per chunk into ``tmp_dir/segments``."""
+    """Score chunk by chunk in ``workers`` processes; write one output part per chunk (in chunk order).
+
+    Each chunk's output part is written here, numbered in chunk order, so the files do not depend on
+    ``workers``. Timings of features and scoring are summed over the chunks (CPU-like with several workers).
+    """
     from tqdm.auto import tqdm
 
     out_dir = tmp_dir / OUTPUT_FOLDER
     out_dir.mkdir(parents=True, exist_ok=True)
-    reference = segmenter.parts.drift_reference
-    columns = drift_columns(reference)
-    iterator = tqdm(chunks, total=total, desc="scoring", unit="chunk", disable=not progress)
+    results = tqdm(map_ordered(scorer, chunks, workers), total=total, desc="scoring", unit="chunk",
+                   disable=not progress)
     part = 0
-    started = time.perf_counter()
-    for ids, features in iterator:
-        tally.clock("features", started)
-        started = time.perf_counter()
-        output, rejects, drift_input, unknown = score_chunk(
-            model, segmenter.input_columns, ids, features, as_of, segmenter_version
-        )
-        for column, n in unknown.items():
+    for result in results:
+        for step, seconds in result.seconds.items():
+            tally.seconds[step] = tally.seconds.get(step, 0.0) + seconds
+        tally.rejects.append(result.rejects)
+        for column, n in result.unknown.items():
             tally.unknown_categories[column] = tally.unknown_categories.get(column, 0) + n
-        if overrides is not None and len(output):
-            output, audit = apply_overrides(output, overrides, segmenter.rules, known_customer_ids)
-            tally.audit.append(audit)
-        tally.rejects.append(rejects)
-        if len(output):
-            frame = drift_input[[c for c in columns if not c.startswith("p_")]].assign(
-                **{c: output[c].to_numpy() for c in columns if c.startswith("p_")}
-            )
-            tally.drift.append(drift_counts(reference, frame))
-            pq.write_table(output_table(output), out_dir / f"part-{part:05d}.parquet")
+        if result.audit is not None:
+            tally.audit.append(result.audit)
+        if len(result.output):
+            tally.drift.append(result.drift)
+            if len(result.feature_sample):
+                tally.feature_sample.append(result.feature_sample)
+            pq.write_table(output_table(result.output), out_dir / f"part-{part:05d}.parquet")
             part += 1
-            tally.n_out += len(output)
-        tally.clock("scoring", started)
-        started = time.perf_counter()
+            tally.n_out += len(result.output)
     if part == 0:
         pq.write_table(OUTPUT_SCHEMA.empty_table(), out_dir / "part-00000.parquet")
+
+
+def score_pandas_run(scorer: BucketScorer, *, model_uri: str, tmp_dir: Path, tally: _Tally,
+                     data_path: Path | None, features_path: Path | str | None, chunk_customers: int,
+                     n_buckets: int, workers: int, progress: bool) -> None:
+    """The pandas engine: buckets of ``data_path`` (or chunks of ``features_path``) scored by ``workers`` processes.
+
+    With more than one worker the segmenter is copied out of the registry once, into a temporary folder each
+    worker loads it from.
+    """
+    n_customers = len(scorer.known_customer_ids)
+    with _chunks(data_path, features_path, scorer.as_of, n_customers, chunk_customers, n_buckets, workers) as chunks:
+        total = len(chunks) if isinstance(chunks, list) else math.ceil(n_customers / chunk_customers)
+        workers = min(workers, max(total, 1))
+        with _model_copy(model_uri, workers > 1) as path:
+            scorer.model_path = path
+            score_pandas(scorer=scorer, tmp_dir=tmp_dir, chunks=chunks, tally=tally, workers=workers,
+                         progress=progress, total=total)
+
+
+@contextmanager
+def _chunks(data_path: Path | None, features_path: Path | str | None, as_of: pd.Timestamp, n_customers: int,
+            chunk_customers: int, n_buckets: int, workers: int):
+    """The chunks to score: bucket sources of a dataset folder, or chunks read from a feature table."""
+    if data_path is None:
+        yield iter_feature_table_chunks(Path(features_path), as_of, chunk_customers)
+        return
+    n_buckets = n_buckets_for(n_customers, chunk_customers, n_buckets, workers)
+    with bucket_sources(data_path, n_buckets, scatter=n_buckets > workers) as sources:
+        yield sources
+
+
+@contextmanager
+def _model_copy(model_uri: str, wanted: bool):
+    """A local copy of the model's files for worker processes (None when not ``wanted``), removed afterwards."""
+    if not wanted:
+        yield None
+        return
+    import tempfile
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="bankseg-segmenter-") as tmp:
+        yield mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
 
 
 def read_output(run_dir: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -358,6 +471,7 @@ def run_score(
     progress: bool = True,
     segmenter_name: str | None = None,
     validation: Mapping[str, Any] | None = None,
+    feature_sample: int = 50_000,
 ) -> ScoreResult:
     """Score every customer as of ``as_of`` with the registered segmenter and publish the run folder.
 
@@ -367,7 +481,8 @@ def run_score(
     the data's range is refused. ``model_version`` (if given) wins over ``model_alias``. ``previous`` is an
     earlier run folder: migration tables between the two go into ``migration.parquet`` and the summary.
     ``engine="spark"`` runs features and scoring on Spark (:mod:`bankseg.scoring.spark`). ``segmenter_name`` is
-    the data source's segmenter (default bankseg-segmenter, the simulated bank's).
+    the data source's segmenter (default bankseg-segmenter, the simulated bank's). ``feature_sample``: about
+    this many scored customers' feature rows go to ``features.parquet`` (pandas engine; 0 = none).
     """
     import mlflow
 
@@ -428,18 +543,15 @@ def run_score(
                     n_buckets=int(feature_kwargs.get("n_buckets", 1)),
                 )
             else:
-                if data_path is not None:
-                    n_buckets = n_buckets_for(len(customer_ids), chunk_customers, int(feature_kwargs.get("n_buckets", 1)))
-                    chunks = iter_feature_chunks(data_path, as_of, settings, n_buckets)
-                    total = n_buckets
-                else:
-                    chunks = iter_feature_table_chunks(Path(features_path), as_of, chunk_customers)
-                    total = math.ceil(len(customer_ids) / chunk_customers)
-                score_pandas(
-                    model=model, segmenter=segmenter, segmenter_version=version, as_of=as_of, tmp_dir=tmp_dir,
-                    chunks=chunks, overrides=overrides, known_customer_ids=customer_ids, tally=tally,
-                    progress=progress, total=total,
+                scorer = BucketScorer(
+                    model_path=None, as_of=as_of, settings=settings, segmenter_version=version,
+                    overrides=overrides, known_customer_ids=customer_ids, model=model,
+                    sample_fraction=min(1.0, feature_sample / max(len(customer_ids), 1)),
                 )
+                score_pandas_run(scorer, model_uri=model_uri, tmp_dir=tmp_dir, tally=tally, data_path=data_path,
+                                 features_path=features_path, chunk_customers=chunk_customers,
+                                 n_buckets=int(feature_kwargs.get("n_buckets", 1)),
+                                 workers=resolve_workers(feature_kwargs.get("workers", 1)), progress=progress)
             summary, tables = finish_run(
                 tmp_dir=tmp_dir, as_of=as_of, customer_ids=customer_ids, tally=tally, segmenter=segmenter,
                 version=version, previous=previous, validation=validation_record, n_examples=n_examples,
@@ -506,6 +618,9 @@ def finish_run(
     """Write rejects, drift, migration and audit files; check in = out + rejects; return (summary, tables)."""
     from bankseg.segments import tier_grid
 
+    if tally.feature_sample:
+        sample = pd.concat(tally.feature_sample, ignore_index=True).sort_values("customer_id", ignore_index=True)
+        pq.write_table(pa.Table.from_pandas(sample, preserve_index=False), tmp_dir / FEATURE_SAMPLE_FILE)
     rejects = pd.concat([empty_rejects(), *tally.rejects], ignore_index=True)
     rejects = rejects.sort_values(["stage", "table", "customer_id", "row"], kind="stable", ignore_index=True)
     pq.write_table(pa.Table.from_pandas(rejects, preserve_index=False), tmp_dir / "rejects.parquet")
