@@ -11,7 +11,7 @@ export PYTHONUNBUFFERED := 1
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run simulate test test-fast lint lock clean mlflow-ui
+.PHONY: help setup run run-berka simulate test test-fast lint lock clean mlflow-ui
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,8 +26,12 @@ $(STAMP): pyproject.toml requirements.lock
 setup: $(STAMP) ## create .venv (if missing) and install bankseg with pinned versions
 
 run: setup ## the whole pipeline (dvc repro) on the simulated bank: 50,000 customers x 36 months
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro segment_report
 	@$(BIN)/python -m bankseg.jobs.where
+
+run-berka: setup ## the same pipeline on the real Berka bank (../shared/data/berka_pkdd99): data/, outputs/, reports/berka
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro berka_segment_report
+	@$(BIN)/python -m bankseg.jobs.where berka
 
 simulate: setup ## only simulate and validate the default bank
 	$(BIN)/bankseg-simulate

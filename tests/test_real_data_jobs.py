@@ -96,3 +96,53 @@ def test_tuning_a_flat_snapshot_scores_each_trial_by_cross_validation(tmp_path):
     assert len(scores) == 3 and all("val/auc" not in t.data.metrics for t in trials)
     assert result.best_value == pytest.approx(max(scores))
     assert 0.8 < result.best_value < 0.9  # 5-fold CV AUC of the training rows; published results about 0.86-0.87
+
+
+def _sections(text: str) -> dict[str, str]:
+    """Section id -> the section's HTML, from a report."""
+    import re
+
+    starts = [(m.group(1), m.start()) for m in re.finditer(r'<section class="block" id="([^"]+)">', text)]
+    ends = [s for _, s in starts[1:]] + [len(text)]
+    return {key: text[start:end] for (key, start), end in zip(starts, ends, strict=True)}
+
+
+@pytest.mark.slow
+def test_a_flat_sources_model_report_is_built_by_training_and_by_the_report_job(tmp_path):
+    """Issue 16, item 2: a flat source (no time axis) gets its model review report, judged on the stratified
+    hold-out in every section, both from bankseg-train and from bankseg-report report=model."""
+    import html
+
+    from bankseg.cli.report import report_job
+    from bankseg.reports.model_report import report_sections
+
+    client = _train(tmp_path, "data=churn_modelling", "model=churn", "build_report=true",
+                    f"report_dir={tmp_path / 'trained'}", "reports.model.shap_sample_size=300")
+    run = client.get_run(find_version("bankseg-churn_modelling-churn", "champion").run_id)
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="report", overrides=[
+            f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlruns/mlflow.db", f"paths.root_dir={tmp_path}",
+            f"paths.shared_data_dir={SHARED}", "data=churn_modelling", "model=churn", "report=model",
+            f"out_dir={tmp_path / 'rebuilt'}", "reports.model.shap_sample_size=300"])
+    rebuilt = report_job(cfg).path
+    trained = tmp_path / "trained" / "churn" / "model_report.html"
+    assert "reports/model_report.html" in {a.path for a in client.list_artifacts(run.info.run_id, "reports")}
+
+    expected = dict(report_sections("test"))
+    for path in (trained, rebuilt):
+        text = path.read_text(encoding="utf-8")
+        sections = _sections(text)
+        assert list(sections) == list(expected)  # every section, SHAP to champion vs challenger, in order
+        for key, title in expected.items():
+            assert f"<h2>{html.escape(title)}</h2>" in sections[key]
+        assert "out-of-time" not in "".join(f"<h2>{t}</h2>" for t in expected.values()).lower()
+        card = sections["model-card"]
+        assert "stratified hold-out instead of out-of-time" in card and "Out-of-time as_of date" not in card
+        assert "Rebuilt data check: the hold-out AUC recomputed" in card  # the report rebuilt the same hold-out
+        logged = run.data.metrics["test/auc"]
+        assert f'data-metric="test/auc" data-value="{logged!r}"' in sections["metrics"]
+        assert "Stratified hold-out" in sections["metrics"]
+        for key in ("shap-global", "calibration", "lift", "fairness", "reasons", "examples"):
+            assert "<img" in sections[key] or "<table" in sections[key], key
+        assert "Gender" in sections["fairness"] and "Age band" in sections["fairness"]
+        assert "Surname" not in text and "CustomerId" not in text

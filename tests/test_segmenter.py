@@ -141,7 +141,11 @@ def test_customers_already_at_the_conversion_target_get_no_conversion_probabilit
 
 
 def test_no_product_is_offered_to_a_customer_below_what_it_needs(output):
-    rules = yaml.safe_load(open(f"{CONFIG_DIR}/segments/default.yaml", encoding="utf-8"))["playbook"]
+    from conftest import compose_config
+    from omegaconf import OmegaConf
+
+    # the composed config: product minima follow the data source's tier bounds (data.tier_bounds)
+    rules = OmegaConf.to_container(compose_config("export", []).segments.playbook, resolve=True)
     for product, minimum in rules["product_min_value"].items():
         offered = output["next_best_product"] == product
         assert (output.loc[offered, "tier_value"] >= minimum).all(), product

@@ -37,7 +37,9 @@ def rules():
 @pytest.fixture()
 def raw_config():
     text = resources.files("bankseg.conf").joinpath("segments", "default.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    from omegaconf import OmegaConf  # the values a data source may set (data.tier_bounds) take their defaults
+
+    return OmegaConf.to_container(OmegaConf.create(yaml.safe_load(text)), resolve=True)
 
 
 def categorical(values, rules):

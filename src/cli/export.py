@@ -24,8 +24,10 @@ from bankseg.jobs.export import run_export
 @hydra.main(version_base=HYDRA_VERSION_BASE, config_path=CONFIG_DIR, config_name="export")
 def main(cfg: DictConfig) -> None:
     names = registered_names(cfg)
-    # data.path and the feature settings default to those the churn champion (personas where none) learned from
-    cfg = remember_training_data(use_source_names(cfg), [names["churn"], names["personas"]],
+    # data.path and the feature settings default to those the first propensity champion (personas where none)
+    # learned from
+    first = [names[m] for m in cfg.propensity_models]
+    cfg = remember_training_data(use_source_names(cfg), [*first, names["personas"]],
                                  alias=str(cfg.source_alias))
     result = run_export(
         data_path=cfg.data.path,
@@ -40,6 +42,7 @@ def main(cfg: DictConfig) -> None:
         drift_cfg=plain(cfg.scoring.drift),
         model_names=names,
         data_source=data_source(cfg),
+        propensity_models=list(cfg.propensity_models),
     )
     if cfg.result_file:
         record = Path(cfg.result_file)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,6 @@ from bankseg.scoring.segmenter import (
 from bankseg.segments import load_segment_rules
 
 log = logging.getLogger(__name__)
-SOURCE_MODELS: tuple[str, ...] = ("personas", *PROPENSITY_MODELS)
 
 
 @dataclass(frozen=True)
@@ -77,16 +76,21 @@ def latest_training_as_of(run_id: str) -> pd.Timestamp:
 
 
 def load_source_models(alias: str, names: Mapping[str, str] | None = None, data_source: str | None = None,
+                       propensity_models: Sequence[str] = PROPENSITY_MODELS,
                        ) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
-    """The estimators behind ``alias`` of the four models: (estimators, versions, training run ids).
+    """The estimators behind ``alias`` of personas and ``propensity_models``: (estimators, versions, run ids).
 
     ``names`` maps each model to its registered name (default: the simulated bank's, :data:`MODEL_NAMES`).
     Raises ValueError when the versions were trained on different data sources, or not on ``data_source``.
     """
     names = dict(names or MODEL_NAMES)
-    found = {model: resolve_version(names[model], alias) for model in SOURCE_MODELS}
+    unknown = sorted(set(propensity_models) - set(PROPENSITY_MODELS))
+    if unknown or not propensity_models:
+        raise ValueError(f"propensity_models must be some of {list(PROPENSITY_MODELS)}, got {list(propensity_models)}")
+    wanted = ("personas", *(m for m in PROPENSITY_MODELS if m in propensity_models))
+    found = {model: resolve_version(names[model], alias) for model in wanted}
     check_same_source({f"{names[m]} v{mv.version}": mv for m, mv in found.items()}, expected=data_source)
-    estimators = {model: unwrap(load_model(names[model], alias)) for model in SOURCE_MODELS}
+    estimators = {model: unwrap(load_model(names[model], alias)) for model in wanted}
     versions = {model: str(mv.version) for model, mv in found.items()}
     runs = {model: mv.run_id for model, mv in found.items()}
     return estimators, versions, runs
@@ -120,12 +124,15 @@ def run_export(
     model_names: Mapping[str, str] | None = None,
     data_source: str | None = None,
     features_path: Path | str | None = None,
+    propensity_models: Sequence[str] = PROPENSITY_MODELS,
 ) -> ExportResult:
-    """Load the four models at ``source_alias``, assemble the segmenter, log and register it (alias challenger).
+    """Load the models at ``source_alias``, assemble the segmenter, log and register it (alias challenger).
 
+    Personas and the ``propensity_models`` the data source supports (default all three; the others score
+    nobody, band ``not_modelled``) are assembled.
     ``model_cfgs`` maps churn / conversion / upgrade to their model configs (``bands``, ``reason_codes`` with its
     ``dictionary.groups``). The reference population is the feature table of ``data_path`` as of
-    ``reference_as_of`` (default: the latest training as_of of the churn model's training run), read from the
+    ``reference_as_of`` (default: the latest training as_of of the first propensity model's run), read from the
     ``bankseg-features`` folder ``features_path`` when given, else rebuilt from ``data_path``.
     ``model_names`` are the registered names of the data source ``data_source`` (default: the simulated bank's
     bankseg-personas ... bankseg-segmenter); the segmenter is registered under ``model_names["segmenter"]``,
@@ -136,20 +143,21 @@ def run_export(
     configure_tracking(**mlflow_cfg)
     rules = load_segment_rules(segments_cfg)
     names = dict(model_names or MODEL_NAMES)
-    estimators, versions, runs = load_source_models(source_alias, names, data_source)
-    as_of = pd.Timestamp(reference_as_of) if reference_as_of else latest_training_as_of(runs["churn"])
+    estimators, versions, runs = load_source_models(source_alias, names, data_source, propensity_models)
+    held = [m for m in PROPENSITY_MODELS if m in estimators]
+    as_of = pd.Timestamp(reference_as_of) if reference_as_of else latest_training_as_of(runs[held[0]])
     with checked_dataset(data_path, config.get("validation")) as checked:  # conf/validation
         checked.check_as_of([as_of], "reference_as_of")
         reference = reference_population(checked.path, as_of, feature_kwargs, features_path)
     log.info("reference population as of %s: %d customers", as_of.date(), len(reference))
-    reason_dictionary = dict(model_cfgs["churn"]["reason_codes"]["dictionary"])
+    reason_dictionary = dict(model_cfgs[held[0]]["reason_codes"]["dictionary"])
     segmenter = assemble_segmenter(
         personas=estimators["personas"],
-        propensity={m: estimators[m] for m in PROPENSITY_MODELS},
+        propensity={m: estimators[m] for m in held},
         rules=rules,
         reference=reference,
-        bands={m: model_cfgs[m]["bands"] for m in PROPENSITY_MODELS},
-        reason_codes={m: model_cfgs[m]["reason_codes"] for m in PROPENSITY_MODELS},
+        bands={m: model_cfgs[m]["bands"] for m in held},
+        reason_codes={m: model_cfgs[m]["reason_codes"] for m in held},
         reason_specs=reason_dictionary.pop("groups"),
         reason_text=reason_dictionary,
         currency=str((config.get("data") or {}).get("currency", "CNY")),

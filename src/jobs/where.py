@@ -38,5 +38,34 @@ def describe_outputs(root: Path) -> str:
     return "\n".join(lines)
 
 
+# A real source's pipeline (make run-berka) writes under data/<source>, outputs/<source> and reports/<source>.
+SOURCE_OUTPUTS = (
+    ("canonical tables (and _validation/)", "data/{source}/canonical"),
+    ("features and labels", "data/{source}/features"),
+    ("scores (segments, rejects, summary)", "data/{source}/scores/latest"),
+    ("model review report", "reports/{source}/conversion/model_report.html"),
+    ("segment profile report", "reports/{source}/segments/segment_report.html"),
+)
+
+
+def describe_source_outputs(root: Path, source: str) -> str:
+    """Where a real source's pipeline put its outputs, and the models it registered."""
+    lines = ["", f"bankseg: the {source} pipeline's outputs"]
+    for label, rel in SOURCE_OUTPUTS:
+        path = root / rel.format(source=source)
+        lines.append(f"  {label:<38} {path}{'' if path.exists() else '   (missing)'}")
+    for record in sorted((root / "outputs" / source / "models").glob("*.json")):
+        info = json.loads(record.read_text())
+        auc = info.get("metrics", {}).get("oot/auc")
+        lines.append(f"  registered {info.get('registered_name') or info.get('name')} version {info.get('version')}"
+                     + (f", out-of-time AUC {auc:.3f}" if auc is not None else ""))
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    print(describe_outputs(Path.cwd()))
+    import sys
+
+    if len(sys.argv) > 1:
+        print(describe_source_outputs(Path.cwd(), sys.argv[1]))
+    else:
+        print(describe_outputs(Path.cwd()))

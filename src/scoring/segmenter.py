@@ -56,6 +56,9 @@ from bankseg.segments.rfm import rfm_bins_for
 
 PROPENSITY_MODELS: tuple[str, ...] = ("churn", "conversion", "upgrade")
 AT_TARGET_BAND = "at_target"  # conversion band of a customer already at the target: no probability
+# Band of every customer for a propensity model the data source cannot support (berka: churn, upgrade): the
+# segmenter holds no such model, its probability and reasons stay empty.
+NOT_MODELLED_BAND = "not_modelled"
 KEY_COLUMNS: tuple[str, ...] = ("customer_id", "as_of")
 REASON_SUFFIXES: tuple[str, ...] = ("", "_en", "_zh")
 SCOPES: tuple[str, ...] = ("all", "actionable")
@@ -77,9 +80,10 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
 INT_COLUMNS: tuple[str, ...] = ("customer_id", "rfm_r", "rfm_f", "rfm_m", "persona_id")
 FLOAT_COLUMNS: tuple[str, ...] = ("p_churn", "p_conversion", "p_upgrade", "clv", "tier_value")
 #: Output columns that must be present for a row to count as scored (else the batch job rejects it).
-# p_conversion is missing by design for a customer already at the target; its band (at_target) is not.
+# A band is missing exactly when its model could not score the row: p_conversion is missing by design for a
+# customer already at the target (band at_target), every p_<model> for a model not held (band not_modelled).
 REQUIRED_OUTPUTS: tuple[str, ...] = (
-    "composite_tier", "service_tier", "persona_id", "p_churn", "conversion_band", "p_upgrade", "action",
+    "composite_tier", "service_tier", "persona_id", "churn_band", "conversion_band", "upgrade_band", "action",
 )
 
 
@@ -239,8 +243,9 @@ class SegmenterModel(mlflow.pyfunc.PythonModel):
         self.check_input(frame)
         frame = self.map_unknown_categories(frame).reset_index(drop=True)
         n = len(frame)
-        scores = {m: np.asarray(p.propensity[m].predict_proba(frame), dtype=float) for m in PROPENSITY_MODELS}
-        at_target = conversion_at_target(p.propensity["conversion"], frame)
+        scores = {m: np.asarray(p.propensity[m].predict_proba(frame), dtype=float) if m in p.propensity
+                  else np.full(n, np.nan) for m in PROPENSITY_MODELS}
+        at_target = conversion_at_target(p.propensity.get("conversion"), frame)
         scores["conversion"] = np.where(at_target, np.nan, scores["conversion"])
         persona = np.asarray(p.personas.predict(frame), dtype=np.int64) if n else np.empty(0, np.int64)
         work = frame.assign(
@@ -267,10 +272,15 @@ class SegmenterModel(mlflow.pyfunc.PythonModel):
         out["persona_name_zh"] = np.array([names.get(int(i), {}).get("zh") for i in persona], dtype=object)
         for m in PROPENSITY_MODELS:
             out[f"p_{m}"] = scores[m]
-            out[f"{m}_band"] = p.bands[m].assign(scores[m])
+            out[f"{m}_band"] = p.bands[m].assign(scores[m]) if m in p.propensity else np.full(n, NOT_MODELLED_BAND,
+                                                                                               dtype=object)
         out["conversion_band"] = np.where(at_target, AT_TARGET_BAND, out["conversion_band"])
         for m in PROPENSITY_MODELS:
-            out.update(self._reasons(m, frame, out[f"{m}_band"], eligible=~at_target if m == "conversion" else None))
+            if m in p.propensity:
+                out.update(self._reasons(m, frame, out[f"{m}_band"],
+                                         eligible=~at_target if m == "conversion" else None))
+            else:
+                out.update({column: np.full(n, None, dtype=object) for column in _reason_columns(m)})
         out["clv"] = seg["clv"].to_numpy(dtype=float)
         out["tier_value"] = seg["composite_tier_value"].to_numpy(dtype=float)
         for column in ("action", "action_en", "action_zh", "next_best_product"):
@@ -330,7 +340,7 @@ def conversion_at_target(model, frame: pd.DataFrame) -> np.ndarray:
     They get no conversion probability and the band ``at_target``: converting is what they have done. A model
     trained without a scope (a flat real-data source) leaves every row in scope.
     """
-    scope = getattr(model, "label_scope_", None)
+    scope = getattr(model, "label_scope_", None)  # None also when the segmenter holds no conversion model
     if scope is None or frame.empty:
         return np.zeros(len(frame), dtype=bool)
     return ~scope.in_scope(frame)
@@ -460,24 +470,30 @@ def assemble_segmenter(
     (``reason_codes.scope``, ``actionable_bands``, ``top_k``, ``direction``); ``reason_specs`` the reason-code
     group entries (conf/model/reason_codes.yaml ``groups``); ``reason_text`` the rest of that file (``units``,
     ``comparisons``, ``merge_correlated``), which makes the codes sentences with each customer's values in
-    ``currency``, compared with the reference population's typical customer.
+    ``currency``, compared with the reference population's typical customer. ``propensity`` may hold a subset
+    of :data:`PROPENSITY_MODELS` (those the data source supports, at least one); the others score nobody.
     """
     from bankseg.scoring.migration import reference_distributions
 
-    missing = [m for m in PROPENSITY_MODELS if m not in propensity or m not in bands or m not in reason_codes]
+    unknown = sorted(set(propensity) - set(PROPENSITY_MODELS))
+    if unknown or not propensity:
+        raise ValueError(f"assemble_segmenter: propensity models must be some of {list(PROPENSITY_MODELS)}, got "
+                         f"{sorted(propensity)}")
+    held = [m for m in PROPENSITY_MODELS if m in propensity]
+    missing = [m for m in held if m not in bands or m not in reason_codes]
     if missing:
-        raise ValueError(f"assemble_segmenter: no model, bands or reason-code settings for {missing}")
+        raise ValueError(f"assemble_segmenter: no bands or reason-code settings for {missing}")
     if reference.empty:
         raise ValueError("assemble_segmenter: the reference population is empty")
     if reference["as_of"].nunique() != 1:
         raise ValueError("assemble_segmenter: the reference population must hold one as_of")
     reference = reference.reset_index(drop=True)
     settings = {}
-    for m in PROPENSITY_MODELS:
+    for m in held:
         settings[m] = reason_code_settings(
             propensity[m].feature_names_, reason_codes[m], reason_specs, reason_text, reference, currency
         )
-    band_specs = {m: Bands.from_dict(bands[m]) for m in PROPENSITY_MODELS}
+    band_specs = {m: Bands.from_dict(bands[m]) for m in held}
     for m, rc in settings.items():
         unknown = sorted(set(rc.actionable_bands) - set(band_specs[m].names))
         if unknown:
@@ -489,11 +505,8 @@ def assemble_segmenter(
 
     rng = np.random.default_rng(seed)
     sample = reference.iloc[np.sort(rng.permutation(len(reference))[:drift_sample])]
-    scores = {m: np.asarray(propensity[m].predict_proba(reference), dtype=float) for m in PROPENSITY_MODELS}
-    top = {
-        m: list(global_importance(propensity[m].contributions(sample)).index[:drift_top_features])
-        for m in PROPENSITY_MODELS
-    }
+    scores = {m: np.asarray(propensity[m].predict_proba(reference), dtype=float) for m in held}
+    top = {m: list(global_importance(propensity[m].contributions(sample)).index[:drift_top_features]) for m in held}
     drift = reference_distributions(reference, scores, top, bins=drift_bins)
     drift["as_of"] = pd.Timestamp(reference["as_of"].iloc[0]).date().isoformat()
     drift["n_customers"] = len(reference)

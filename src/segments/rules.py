@@ -93,6 +93,11 @@ def load_segment_rules(cfg: Mapping) -> SegmentRules:
 
 
 def load_default_segment_rules(name: str = "default") -> SegmentRules:
-    """The rules of conf/segments/<name>.yaml as shipped in the package (bankseg.conf)."""
+    """The rules of conf/segments/<name>.yaml as shipped in the package (bankseg.conf).
+
+    Values a data source may set (``${oc.select:data.tier_bounds.gold,50000}``) take their defaults here.
+    """
+    from omegaconf import OmegaConf
+
     text = resources.files("bankseg.conf").joinpath("segments", f"{name}.yaml").read_text(encoding="utf-8")
-    return load_segment_rules(yaml.safe_load(text))
+    return load_segment_rules(OmegaConf.to_container(OmegaConf.create(yaml.safe_load(text)), resolve=True))
