@@ -29,6 +29,7 @@ def score_job(
     chunk_customers: int | None = None,
     progress: bool = True,
     segmenter_name: str | None = None,
+    data_source: str | None = None,
 ) -> ScoreResult:
     """Run :func:`bankseg.scoring.score.run_score` with the ``scoring`` config group's settings.
 
@@ -57,4 +58,5 @@ def score_job(
         n_examples=int(scoring_cfg.get("n_examples", 5)),
         progress=progress,
         segmenter_name=segmenter_name,
+        data_source=data_source,
     )

@@ -35,9 +35,14 @@ import pandas as pd
 from mlflow.types import ColSpec, Schema
 from pandas.api.types import is_numeric_dtype
 
-from bankseg.models.explain import global_importance, merge_correlated, reason_codes_for, resolve_reason_groups
-from bankseg.models.reason_text import ReasonWriter
+from bankseg.models.explain import (
+    global_importance,
+    merge_correlated,
+    reason_codes_for,
+    resolve_reason_groups,
+)
 from bankseg.models.pyfunc import to_model_input
+from bankseg.models.reason_text import ReasonWriter
 from bankseg.segments import (
     RfmBins,
     SegmentRules,
@@ -141,6 +146,7 @@ class SegmenterParts:
     model_versions: dict[str, str]
     input_columns: list[str]
     drift_reference: dict = field(default_factory=dict)
+    data_source: str | None = None  # the data config's name the models were trained on (None: not recorded)
 
 
 def text_as_objects(frame: pd.DataFrame) -> pd.DataFrame:
@@ -171,6 +177,11 @@ class SegmenterModel(mlflow.pyfunc.PythonModel):
     @property
     def model_versions(self) -> dict[str, str]:
         return dict(self.parts.model_versions)
+
+    @property
+    def data_source(self) -> str | None:
+        """The data source this segmenter serves (the data config's name), None for one exported without it."""
+        return getattr(self.parts, "data_source", None)  # segmenters pickled before the field existed
 
     @property
     def rules(self) -> SegmentRules:
@@ -353,6 +364,7 @@ def assemble_segmenter(
     drift_top_features: int = 5,
     drift_sample: int = 5000,
     seed: int = 0,
+    data_source: str | None = None,
 ) -> SegmenterModel:
     """Build the segmenter from fitted models, the rules and a reference population (one as_of).
 
@@ -362,7 +374,8 @@ def assemble_segmenter(
     (``reason_codes.scope``, ``actionable_bands``, ``top_k``, ``direction``); ``reason_specs`` the reason-code
     group entries (conf/model/reason_codes.yaml ``groups``); ``reason_text`` the rest of that file (``units``,
     ``comparisons``, ``merge_correlated``), which makes the codes sentences with each customer's values in
-    ``currency``, compared with the reference population's typical customer.
+    ``currency``, compared with the reference population's typical customer. ``data_source`` names the data the
+    models were trained on: the segmenter refuses to be scored on another source's data.
     """
     from bankseg.scoring.migration import reference_distributions
 
@@ -403,7 +416,7 @@ def assemble_segmenter(
     parts = SegmenterParts(
         personas=personas, propensity=dict(propensity), rules=rules, rfm_bins=rfm_bins, lift_table=lift,
         bands=band_specs, reason_codes=settings, model_versions={k: str(v) for k, v in model_versions.items()},
-        input_columns=segmenter_input_columns(reference), drift_reference=drift,
+        input_columns=segmenter_input_columns(reference), drift_reference=drift, data_source=data_source,
     )
     return SegmenterModel(parts)
 
