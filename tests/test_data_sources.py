@@ -13,11 +13,12 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from bankseg.cli import CONFIG_DIR
+from bankseg.cli import CONFIG_DIR, on_search_path
 from bankseg.cli.settings import data_config, plain, use_source_names
 from bankseg.data.adapters.flat import FlatSpec, load_flat_snapshot
 from bankseg.models.registry import find_version, registry_name
@@ -59,16 +60,17 @@ def compose_job(name: str, overrides: list[str]):
 
 
 def run_command_line(job, name: str, overrides: list[str]):
-    """Run ``job.main`` as its console script would with ``overrides``: Hydra's record of the command line is set."""
+    """Run ``job.main`` as its console script would with ``overrides``: Hydra's record of the command line is set
+    and Hydra stays initialised (bankseg-tune composes each trial's config)."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    try:
-        with open_dict(cfg):
-            del cfg["hydra"]
-        return job.main(cfg)
-    finally:
-        HydraConfig.instance().cfg = None
+        HydraConfig.instance().set_config(cfg)
+        try:
+            with open_dict(cfg):
+                del cfg["hydra"]
+            return job.main(cfg)
+        finally:
+            HydraConfig.instance().cfg = None
 
 
 # ------------------------------------------------------------------------------------------- the user folder
@@ -100,6 +102,34 @@ def test_tuned_experiments_are_written_to_the_user_folder(tmp_path, monkeypatch)
     (tmp_path / "experiment" / "tuned_churn.yaml").write_text("# @package _global_\nmodel:\n  params:\n"
                                                               "    num_leaves: 5\n")
     assert compose_job("train", ["model=churn", "+experiment=tuned_churn"]).model.params.num_leaves == 5
+
+
+def test_each_source_tunes_into_its_own_experiment_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("BANKSEG_CONFIG_DIR", str(tmp_path))
+    assert compose_job("tune", ["model=churn"]).hpo.experiment_name == "tuned_churn"  # the simulated bank's
+    real = compose_job("tune", ["data=churn_modelling", "model=churn", "hpo=flat"])
+    assert real.hpo.experiment_name == "tuned_churn_modelling_churn"
+    assert on_search_path(tmp_path / "experiment" / "tuned_churn.yaml")
+    assert on_search_path(Path(CONFIG_DIR) / "experiment" / "tuned_churn.yaml")
+    assert not on_search_path(tmp_path / "elsewhere" / "experiment" / "tuned_churn.yaml")
+
+
+@needs_churn_csv
+@pytest.mark.slow
+def test_bankseg_tune_writes_into_the_user_folder_and_train_finds_it_there(tmp_path, monkeypatch, capsys):
+    from bankseg.cli import tune
+
+    conf = user_data_config(tmp_path / "conf", "bank_a", zipped_sample(tmp_path))
+    monkeypatch.setenv("BANKSEG_CONFIG_DIR", str(conf))
+    store = [f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", f"paths.root_dir={tmp_path / 'project'}"]
+    run_command_line(tune, "tune", ["data=bank_a", "model=churn", "hpo.n_trials=2", *store, *FAST])
+    written = conf / "experiment" / "tuned_bank_a_churn.yaml"
+    assert written.exists() and not (tmp_path / "project" / "conf").exists()
+    assert "Use: bankseg-train data=bank_a model=churn +experiment=tuned_bank_a_churn" in written.read_text()
+    assert "is on no job's search path" not in capsys.readouterr().out
+    tuned = compose_job("train", ["data=bank_a", "model=churn", "+experiment=tuned_bank_a_churn"])
+    best = yaml.safe_load(written.read_text())["model"]["params"]
+    assert dict(tuned.model.params, **best) == dict(tuned.model.params) and len(best) == 7
 
 
 def test_rename_set_empty_on_the_command_line_clears_it(tmp_path):
