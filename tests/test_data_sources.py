@@ -4,6 +4,7 @@ a zipped CSV, registered models that never mix data sources, jobs that remember 
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import shutil
 import zipfile
@@ -12,12 +13,16 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
 
-from bankseg.cli import CONFIG_DIR
-from bankseg.cli.settings import data_config, use_source_names
+from bankseg.cli import CONFIG_DIR, on_search_path
+from bankseg.cli.settings import data_config, plain, use_source_names
 from bankseg.data.adapters.flat import FlatSpec, load_flat_snapshot
-from bankseg.models.registry import find_version
+from bankseg.models.registry import find_version, registry_name
+from bankseg.models.tracking import logged_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("BANKSEG_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -54,6 +59,20 @@ def compose_job(name: str, overrides: list[str]):
         return compose(config_name=name, overrides=overrides)
 
 
+def run_command_line(job, name: str, overrides: list[str]):
+    """Run ``job.main`` as its console script would with ``overrides``: Hydra's record of the command line is set
+    and Hydra stays initialised (bankseg-tune composes each trial's config)."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        try:
+            with open_dict(cfg):
+                del cfg["hydra"]
+            return job.main(cfg)
+        finally:
+            HydraConfig.instance().cfg = None
+
+
 # ------------------------------------------------------------------------------------------- the user folder
 def test_a_data_config_in_the_bankseg_config_dir_folder_is_found(tmp_path, monkeypatch):
     user_data_config(tmp_path / "my_conf", "bankchurners", tmp_path / "x.csv")
@@ -85,11 +104,59 @@ def test_tuned_experiments_are_written_to_the_user_folder(tmp_path, monkeypatch)
     assert compose_job("train", ["model=churn", "+experiment=tuned_churn"]).model.params.num_leaves == 5
 
 
+def test_each_source_tunes_into_its_own_experiment_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("BANKSEG_CONFIG_DIR", str(tmp_path))
+    assert compose_job("tune", ["model=churn"]).hpo.experiment_name == "tuned_churn"  # the simulated bank's
+    real = compose_job("tune", ["data=churn_modelling", "model=churn", "hpo=flat"])
+    assert real.hpo.experiment_name == "tuned_churn_modelling_churn"
+    assert on_search_path(tmp_path / "experiment" / "tuned_churn.yaml")
+    assert on_search_path(Path(CONFIG_DIR) / "experiment" / "tuned_churn.yaml")
+    assert not on_search_path(tmp_path / "elsewhere" / "experiment" / "tuned_churn.yaml")
+
+
+@needs_churn_csv
+@pytest.mark.slow
+def test_bankseg_tune_writes_into_the_user_folder_and_train_finds_it_there(tmp_path, monkeypatch, capsys):
+    from bankseg.cli import tune
+
+    conf = user_data_config(tmp_path / "conf", "bank_a", zipped_sample(tmp_path))
+    monkeypatch.setenv("BANKSEG_CONFIG_DIR", str(conf))
+    store = [f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", f"paths.root_dir={tmp_path / 'project'}"]
+    run_command_line(tune, "tune", ["data=bank_a", "model=churn", "hpo.n_trials=2", *store, *FAST])
+    written = conf / "experiment" / "tuned_bank_a_churn.yaml"
+    assert written.exists() and not (tmp_path / "project" / "conf").exists()
+    assert "Use: bankseg-train data=bank_a model=churn +experiment=tuned_bank_a_churn" in written.read_text()
+    assert "is on no job's search path" not in capsys.readouterr().out
+    tuned = compose_job("train", ["data=bank_a", "model=churn", "+experiment=tuned_bank_a_churn"])
+    best = yaml.safe_load(written.read_text())["model"]["params"]
+    assert dict(tuned.model.params, **best) == dict(tuned.model.params) and len(best) == 7
+
+
 def test_rename_set_empty_on_the_command_line_clears_it(tmp_path):
     cfg = compose_job("train", ["data=churn_modelling", "data.rename={}", f"paths.root_dir={tmp_path}"])
     assert cfg.data.rename, "Hydra merges a mapping override: the configured renames are still there"
     assert data_config(cfg, overrides=["data=churn_modelling", "data.rename={}"])["rename"] == {}
     assert data_config(cfg, overrides=["data=churn_modelling"])["rename"] == dict(cfg.data.rename)
+
+
+@needs_churn_csv
+@pytest.mark.slow
+def test_a_rename_cleared_on_the_command_line_is_what_the_model_learned_and_what_promotion_remembers(
+        tmp_path, monkeypatch):
+    from bankseg.cli import promote, train
+
+    monkeypatch.setenv("BANKSEG_CONFIG_DIR", str(user_data_config(tmp_path / "conf", "bank_a",
+                                                                  zipped_sample(tmp_path))))
+    store = [f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", f"paths.root_dir={tmp_path}"]
+    run_command_line(train, "train", ["data=bank_a", "model=churn", "data.rename={}", "build_report=false",
+                                      *store, *FAST])
+    version = find_version("bankseg-bank_a-churn", "champion")
+    assert logged_config(version.run_id)["data"]["rename"] == {}
+    model = mlflow.pyfunc.load_model(f"models:/bankseg-bank_a-churn/{version.version}")
+    assert {"Age", "Gender"} <= set(model.metadata.get_input_schema().input_names())
+    # promote is not told about the renames: it rebuilds the hold-out with the cleared mapping the run logged
+    run_command_line(promote, "promote", ["data=bank_a", "model=churn", *store])
+    assert find_version("bankseg-bank_a-churn", "champion").tags["promotion.decision"] == "already_champion"
 
 
 # ------------------------------------------------------------------------------------------- CSV, gzip, zip
@@ -161,6 +228,18 @@ def test_the_simulated_default_keeps_the_plain_names():
     assert berka.model.registered_name == "bankseg-berka-personas"
 
 
+def test_every_job_names_a_model_by_its_data_source_through_one_function(tmp_path):
+    simulated = compose_job("export", [f"paths.root_dir={tmp_path}"])
+    real = compose_job("train", ["data=churn_modelling", f"paths.root_dir={tmp_path}"])
+    assert registry_name(simulated, "segmenter") == "bankseg-segmenter"
+    assert registry_name(real, "churn") == "bankseg-churn_modelling-churn"
+    assert registry_name(plain(real), "personas") == "bankseg-churn_modelling-personas"  # a run's logged config
+    assert registry_name(compose_job("score", ["registry.prefix=bankseg-pilot"]), "segmenter") == \
+        "bankseg-pilot-segmenter"
+    with pytest.raises(ValueError, match=r"no registry.prefix"):
+        registry_name({"data": {"name": "x"}}, "churn")
+
+
 @needs_churn_csv
 @pytest.mark.slow
 def test_two_sources_never_share_a_registered_model_and_promotion_refuses_to_mix_them(tmp_path, monkeypatch):
@@ -203,3 +282,25 @@ def test_export_after_train_needs_no_data_path(trained_bank, tmp_path):
     assert run.data.tags["bankseg.data_source"] == "synthetic"
     assert exported.tags["bankseg.data_source"] == "synthetic"
     assert str(find_version("bankseg-segmenter", "champion").version) == trained_bank.segmenter_version
+
+
+@pytest.mark.slow
+def test_the_segmenter_knows_the_source_it_serves_and_refuses_another_sources_data(trained_bank, tmp_path, caplog):
+    from bankseg.cli import export, score
+
+    trained_bank.configure()
+    store = [f"mlflow.tracking_uri={trained_bank.mlflow_cfg['tracking_uri']}", f"paths.root_dir={tmp_path}"]
+    with caplog.at_level(logging.INFO, logger="bankseg.cli.settings"):
+        export.main(compose_job("export", [*store, f"result_file={tmp_path}/segmenter.json"]))
+    assert f"data.path={trained_bank.data_path} (the training run of bankseg-churn v" in caplog.text
+    version = find_version("bankseg-segmenter", "challenger")
+    model = mlflow.pyfunc.load_model(f"models:/bankseg-segmenter/{version.version}")
+    assert model.metadata.metadata["bankseg.data_source"] == "synthetic"
+    assert model.unwrap_python_model().data_source == "synthetic"
+    # a real source forced onto the simulated bank's names gets the simulated bank's segmenter: refused unread
+    cfg = compose_job("score", [*store, "data=churn_modelling", "registry.prefix=bankseg", "as_of=2020-01-01",
+                                f"model_version={version.version}", f"out_dir={tmp_path}/scores"])
+    with pytest.raises(ValueError, match=r"bankseg-segmenter version \d+ serves data source 'synthetic', "
+                                         r"not 'churn_modelling'"):
+        score.main(cfg)
+    assert not (tmp_path / "scores").exists()

@@ -35,6 +35,13 @@ def user_config_search_path() -> str | None:
     return f"file://{path}"
 
 
+def on_search_path(config_file: Path | str) -> bool:
+    """Whether a job finds ``config_file`` (``<folder>/<group>/<name>.yaml``): the package's conf/ or the user's."""
+    folder = Path(config_file).resolve().parent.parent
+    user = user_config_search_path()
+    return folder == Path(CONFIG_DIR) or (user is not None and f"file://{folder}" == user)
+
+
 class UserConfigSearchPath(SearchPathPlugin):
     """Adds ``$BANKSEG_CONFIG_DIR`` to the search path of every job (and of ``hydra.compose`` in tests).
 

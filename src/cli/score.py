@@ -6,7 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from bankseg.cli import CONFIG_DIR, HYDRA_VERSION_BASE
-from bankseg.cli.settings import feature_kwargs_from, plain, registered_names
+from bankseg.cli.settings import data_source, feature_kwargs_from, plain, registered_names
 from bankseg.jobs.score import score_job
 
 
@@ -28,6 +28,7 @@ def main(cfg: DictConfig) -> None:
         spark_master=str(cfg.features.spark_master),
         chunk_customers=int(cfg.chunk_customers),
         segmenter_name=registered_names(cfg)["segmenter"],
+        data_source=data_source(cfg),
     )
     print(result.render())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,6 +10,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bankseg.data.schema import DEFAULT_AUM_PRODUCTS, DEFAULT_LOAN_PRODUCTS
 from bankseg.features.labels import LabelSettings
+
+log = logging.getLogger(__name__)
 
 
 def plain(node) -> Any:
@@ -80,15 +83,16 @@ def data_config(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str
     """The ``data`` group as a plain dict, where ``data.<key>={}`` / ``data.<key>=[]`` *empties* the key.
 
     Hydra merges a mapping given on the command line into the configured one, so ``data.rename={}`` would
-    keep every configured rename; a user writing it means "no renames". ``overrides`` defaults to the
-    command line of the running job.
+    keep every configured rename; a user writing it means "no renames". The key is emptied in ``cfg`` too, so
+    the config the job logs (and that later jobs remember) says what the model really learned from.
+    ``overrides`` defaults to the command line of the running job.
     """
-    data = plain(cfg.data)
     for override in command_line_overrides() if overrides is None else overrides:
         key, _, value = override.partition("=")
         if key.startswith("data.") and key.count(".") == 1 and value.strip() in ("{}", "[]"):
-            data[key.removeprefix("data.")] = {} if value.strip() == "{}" else []
-    return data
+            with open_dict(cfg):
+                OmegaConf.update(cfg, key, {} if value.strip() == "{}" else [], merge=False)
+    return plain(cfg.data)
 
 
 def data_source(cfg: DictConfig) -> str:
@@ -98,9 +102,9 @@ def data_source(cfg: DictConfig) -> str:
 
 def registered_names(cfg: DictConfig) -> dict[str, str]:
     """Registered model names (personas, churn, conversion, upgrade, segmenter) of the job's data source."""
-    from bankseg.models.registry import source_model_names
+    from bankseg.models.registry import MODEL_NAMES, registry_name
 
-    return source_model_names(str(cfg.registry.prefix))
+    return {model: registry_name(cfg, model) for model in MODEL_NAMES}
 
 
 def use_source_names(cfg: DictConfig) -> DictConfig:
@@ -121,9 +125,10 @@ def use_source_names(cfg: DictConfig) -> DictConfig:
 def model_job_args(cfg: DictConfig) -> dict[str, Any]:
     """The arguments train, tune and promote share: the model, its data, features, labels, dates, store."""
     use_source_names(cfg)
+    data = data_config(cfg)  # before the config is logged: an emptied data.<key> is logged empty
     return {
         "model_cfg": plain(cfg.model),
-        "data_cfg": data_config(cfg),
+        "data_cfg": data,
         "feature_kwargs": feature_kwargs_from(cfg),
         "label_settings": label_settings_from(cfg),
         "as_of_cfg": plain(cfg.as_of),
@@ -145,39 +150,54 @@ def remember_training_data(cfg: DictConfig, registered: str | Sequence[str], *, 
     ``registered`` may list several names: the first that has the version asked for is used.
 
     So ``bankseg-export`` after ``bankseg-train data.path=X`` reads X again. Only settings the job's own config
-    has are taken, and anything set on the command line (``overrides``, default: this job's) still wins. Returns
-    ``cfg`` unchanged when the model is not registered yet (the job then reports that itself); raises ValueError
-    when the run was trained on another data source than ``data=`` names.
+    has are taken, and anything set on the command line (``overrides``, default: this job's) still wins; the log
+    says which data path was used and where it came from. Returns ``cfg`` unchanged when the model is not
+    registered yet (the job then reports that itself); raises ValueError when the run was trained on another
+    data source than ``data=`` names.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from bankseg.models.registry import find_version
     from bankseg.models.tracking import configure_tracking, logged_config
 
     configure_tracking(**plain(cfg.mlflow))
     candidates = [registered] if isinstance(registered, str) else list(registered)
-    found = [(name, find_version(name, alias) if version is None else mlflow_version(name, version))
-             for name in candidates]
-    found = [(name, mv) for name, mv in found if mv is not None and mv.run_id]
-    if not found:
+    found = _first_version(candidates, alias, version)
+    if found is None:
+        log.info("data.path=%s (this job's config: no %s of %s is registered to remember it from)",
+                 cfg.data.path, version or alias, " / ".join(candidates))
         return cfg
-    name, mv = found[0]
+    name, mv = found
     recorded = logged_config(mv.run_id)
     source = (recorded.get("data") or {}).get("name")
     if source is not None and source != cfg.data.name:
         raise ValueError(f"{name} version {mv.version} was trained on data source {source!r}, not "
                          f"{cfg.data.name!r}: choose data={source} or another registry.prefix")
+    given = OverridesParser.create().parse_overrides(command_line_overrides() if overrides is None else overrides)
+    given = [o for o in given if o.key_or_group.split(".")[0] in REMEMBERED_NODES and not o.is_delete()
+             and ("." in o.key_or_group or o.key_or_group not in CONFIG_GROUPS)]
     with open_dict(cfg):
         for node in REMEMBERED_NODES:
             if node in cfg and node in recorded:
                 cfg[node] = recorded[node]
-        given = OverridesParser.create().parse_overrides(command_line_overrides() if overrides is None else overrides)
         for override in given:
-            key = override.key_or_group
-            if key.split(".")[0] in REMEMBERED_NODES and ("." in key or key not in CONFIG_GROUPS) \
-                    and not override.is_delete():
-                OmegaConf.update(cfg, override.key_or_group, override.value(), merge=False, force_add=True)
+            OmegaConf.update(cfg, override.key_or_group, override.value(), merge=False, force_add=True)
+    kept = [o.key_or_group for o in given]
+    origin = "set on the command line" if "data.path" in kept else f"the training run of {name} v{mv.version}"
+    log.info("data.path=%s (%s); features, labels and as_of settings from the training run of %s v%s (run %s)%s",
+             cfg.data.path, origin, name, mv.version, mv.run_id,
+             f", except {', '.join(kept)} set on the command line" if kept else "")
     return cfg
+
+
+def _first_version(names: Sequence[str], alias: str | None, version: str | None):
+    """(name, version) of the first registered model in ``names`` with that version or alias, else None."""
+    from bankseg.models.registry import find_version
+
+    for name in names:
+        mv = find_version(name, alias) if version is None else mlflow_version(name, version)
+        if mv is not None and mv.run_id:
+            return name, mv
+    return None
 
 
 def mlflow_version(registered: str, version: str):

@@ -7,7 +7,7 @@ from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from bankseg.cli import CONFIG_DIR, HYDRA_VERSION_BASE
+from bankseg.cli import CONFIG_DIR, CONFIG_DIR_VARIABLE, HYDRA_VERSION_BASE, on_search_path
 from bankseg.cli.settings import model_job_args, plain
 from bankseg.jobs.tune import run_tune
 
@@ -26,6 +26,10 @@ def main(cfg: DictConfig) -> float:
         compose=compose_trial,
     )
     print(result.render())
+    if result.experiment_file is not None and not on_search_path(result.experiment_file):
+        print(f"{result.experiment_file.parent} is on no job's search path: export "
+              f"{CONFIG_DIR_VARIABLE}={result.experiment_file.parent.parent} to train with +experiment="
+              f"{result.experiment_file.stem}")
     return result.best_value
 
 

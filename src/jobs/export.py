@@ -165,6 +165,7 @@ def run_export(
         drift_bins=int(drift_cfg.get("bins", 10)),
         drift_top_features=int(drift_cfg.get("top_features", 5)),
         drift_sample=int(drift_cfg.get("sample", 5000)),
+        data_source=data_source,
     )
     return log_segmenter(segmenter, reference, config, dataset_fingerprint(data_path), runs,
                          name=names["segmenter"], data_source=data_source, validation=checked.record())
@@ -189,7 +190,8 @@ def log_segmenter(
     example = segmenter_input(reference.head(20), parts.input_columns)
     signature = mlflow.models.ModelSignature(inputs=input_signature_schema(example), outputs=output_schema())
     tags = {f"bankseg.{m}_version": v for m, v in parts.model_versions.items()}
-    served = {TAG_DATA_SOURCE: data_source} if data_source else {}
+    data_source = data_source or segmenter.data_source
+    served = {TAG_DATA_SOURCE: data_source} if data_source else {}  # on the run, the version and the MLmodel
     with start_job_run("export", config, fingerprint, tags={**tags, **served}) as run:
         mlflow.log_dict(parts.model_versions, "model_versions.json")
         if validation is not None:
@@ -201,7 +203,7 @@ def log_segmenter(
         mlflow.log_metric("reference/n_customers", float(len(reference)))
         info = mlflow.pyfunc.log_model(
             name="segmenter", python_model=segmenter, signature=signature,
-            pip_requirements=model_requirements(),
+            pip_requirements=model_requirements(), metadata=served or None,
         )
         version = register_model(info.model_uri, name, tags={"bankseg.run_id": run.info.run_id, **served})
         return ExportResult(

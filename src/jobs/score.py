@@ -27,6 +27,7 @@ def score_job(
     chunk_customers: int | None = None,
     progress: bool = True,
     segmenter_name: str | None = None,
+    data_source: str | None = None,
 ) -> ScoreResult:
     """Run :func:`bankseg.scoring.score.run_score` with the ``scoring`` config group's settings.
 
@@ -54,4 +55,5 @@ def score_job(
         progress=progress,
         segmenter_name=segmenter_name,
         validation=config.get("validation"),
+        data_source=data_source,
     )

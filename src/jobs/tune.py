@@ -5,8 +5,9 @@ Optuna is called directly (Hydra's Optuna sweeper pins Optuna 2: STACK.md). Each
 composed by Hydra from the job's own config plus ``model.params.<name>=<value>`` overrides, through the
 ``compose`` callable the entry point passes in, so a trial is exactly what ``bankseg-train`` with those
 overrides would train. Tuning only sees the training as_of dates; the out-of-time rows stay untouched for the
-final model's evaluation. The best trial's params are written as ``conf/experiment/<name>.yaml``
-(``# @package _global_``), usable as ``bankseg-train model=<m> +experiment=<name>``.
+final model's evaluation. The best trial's params are written as ``<hpo.experiment_dir>/<name>.yaml``
+(``# @package _global_``; the user's ``$BANKSEG_CONFIG_DIR/experiment``), usable as
+``bankseg-train data=<d> model=<m> +experiment=<name>``.
 """
 
 from __future__ import annotations
@@ -117,11 +118,12 @@ def score_trial(
     return float(estimator.evals_result_["val"][metric][estimator.best_iteration_ - 1]), estimator.best_iteration_
 
 
-def write_experiment(path: Path, model_name: str, params: dict[str, Any], note: str) -> Path:
-    """Write a Hydra experiment file pinning ``model.params`` to ``params``."""
+def write_experiment(path: Path, model_name: str, params: dict[str, Any], note: str, data_name: str) -> Path:
+    """Write a Hydra experiment file pinning ``model.params`` to ``params`` (tuned on the data ``data_name``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     body = yaml.safe_dump({"model": {"params": params}}, sort_keys=True)
-    path.write_text(f"# @package _global_\n# {note}\n# Use: bankseg-train model={model_name} +experiment={path.stem}\n{body}")
+    usage = f"bankseg-train data={data_name} model={model_name} +experiment={path.stem}"
+    path.write_text(f"# @package _global_\n# {note}\n# Use: {usage}\n{body}")
     return path
 
 
@@ -198,7 +200,7 @@ def run_tune(
                     f"{split}/{metric} = {study.best_value:.4f}, MLflow run {parent.info.run_id}")
             experiment_file = write_experiment(
                 Path(hpo_cfg["experiment_dir"]) / f"{hpo_cfg['experiment_name']}.yaml",
-                model_cfg["name"], study.best_params, note,
+                model_cfg["name"], study.best_params, note, str(data_cfg.get("name", "synthetic")),
             )
             mlflow.log_artifact(str(experiment_file), "experiment")
         log.info("best %s/%s %.4f with %s (%d complete, %d pruned, %.0f s)",

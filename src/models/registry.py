@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
@@ -73,9 +74,19 @@ def source_model_name(name: str, prefix: str = DEFAULT_PREFIX) -> str:
     return f"{prefix}-{name.removeprefix(DEFAULT_PREFIX + '-')}"
 
 
-def source_model_names(prefix: str = DEFAULT_PREFIX) -> dict[str, str]:
-    """:data:`MODEL_NAMES` for the data source with registry ``prefix``."""
-    return {model: source_model_name(name, prefix) for model, name in MODEL_NAMES.items()}
+def registry_name(config: Mapping[str, Any], model: str) -> str:
+    """The registered name of ``model`` (personas, churn, conversion, upgrade, segmenter) for a job's data source.
+
+    ``config`` is a job's composed config or the resolved config a run logged: its ``registry.prefix``
+    (conf/registry/default.yaml; the data config's name unless set) decides, so every job and report that names
+    a model gets ``bankseg-churn`` for the simulated bank and ``bankseg-<data name>-churn`` for any other source.
+    """
+    try:
+        prefix = config["registry"]["prefix"]
+    except (KeyError, TypeError):
+        raise ValueError("the config has no registry.prefix: compose it with the registry group "
+                         "(defaults: - registry: default)") from None
+    return source_model_name(registered_name(model), str(prefix))
 
 
 def check_same_source(versions: Mapping[str, ModelVersion], expected: str | None = None) -> str | None:

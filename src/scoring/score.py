@@ -450,6 +450,14 @@ def examples(output: pd.DataFrame, n: int) -> list[dict[str, Any]]:
     ]
 
 
+def check_served_source(segmenter, label: str, data_source: str | None) -> None:
+    """Refuse to score ``data_source``'s customers with a segmenter whose models learned from another source."""
+    served = segmenter.data_source
+    if data_source and served and served != data_source:
+        raise ValueError(f"{label} serves data source {served!r}, not {data_source!r}: score with data={served}, "
+                         f"or export a segmenter for {data_source!r} (its own registry.prefix) and score with that")
+
+
 def run_score(
     *,
     as_of: str | pd.Timestamp,
@@ -472,6 +480,7 @@ def run_score(
     segmenter_name: str | None = None,
     validation: Mapping[str, Any] | None = None,
     feature_sample: int = 50_000,
+    data_source: str | None = None,
 ) -> ScoreResult:
     """Score every customer as of ``as_of`` with the registered segmenter and publish the run folder.
 
@@ -483,12 +492,14 @@ def run_score(
     ``engine="spark"`` runs features and scoring on Spark (:mod:`bankseg.scoring.spark`). ``segmenter_name`` is
     the data source's segmenter (default bankseg-segmenter, the simulated bank's). ``feature_sample``: about
     this many scored customers' feature rows go to ``features.parquet`` (pandas engine; 0 = none).
+    A segmenter that serves another source than ``data_source`` (the data config's name) is refused before any
+    data is read.
     """
     import mlflow
 
     from bankseg.data.checked import log_record
     from bankseg.data.io import dataset_fingerprint
-    from bankseg.models.registry import SEGMENTER_MODEL, resolve_version, version_uri
+    from bankseg.models.registry import SEGMENTER_MODEL, TAG_DATA_SOURCE, resolve_version, version_uri
     from bankseg.models.tracking import configure_tracking, log_frame, start_job_run
     from bankseg.segments import read_overrides
 
@@ -509,12 +520,14 @@ def run_score(
     model_uri = version_uri(name, version)
     model = mlflow.pyfunc.load_model(model_uri)
     segmenter = model.unwrap_python_model()
+    check_served_source(segmenter, f"{name} version {version}", data_source)
     run_tag = uuid.uuid4().hex[:12]
     tmp_dir = out_dir / f".tmp-{run_tag}"
     fingerprint = dataset_fingerprint(data_path) if data_path is not None else None
     tally = _Tally()
     started_run = time.perf_counter()
-    tags = {"bankseg.segmenter_version": version, "bankseg.engine": engine}
+    tags = {"bankseg.segmenter_version": version, "bankseg.engine": engine,
+            **({TAG_DATA_SOURCE: segmenter.data_source} if segmenter.data_source else {})}
     # out_dir is locked for the run: a second run into it refuses; a killed run's .tmp-* folder goes on the next
     with start_job_run("score", config, fingerprint, tags=tags, out_dir=out_dir) as run, ExitStack() as stack:
         try:
@@ -653,6 +666,7 @@ def finish_run(
         "engine": engine,
         "mlflow_run_id": run_id,
         "segmenter_version": version,
+        "data_source": segmenter.data_source,
         "model_versions": dict(segmenter.model_versions),
         "counts": {
             "customers_in": len(customer_ids),

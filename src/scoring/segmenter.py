@@ -150,6 +150,7 @@ class SegmenterParts:
     model_versions: dict[str, str]
     input_columns: list[str]
     drift_reference: dict = field(default_factory=dict)
+    data_source: str | None = None  # the data config's name the models were trained on (None: not recorded)
 
 
 def text_as_objects(frame: pd.DataFrame) -> pd.DataFrame:
@@ -180,6 +181,11 @@ class SegmenterModel(mlflow.pyfunc.PythonModel):
     @property
     def model_versions(self) -> dict[str, str]:
         return dict(self.parts.model_versions)
+
+    @property
+    def data_source(self) -> str | None:
+        """The data source this segmenter serves (the data config's name), None for one exported without it."""
+        return getattr(self.parts, "data_source", None)  # segmenters pickled before the field existed
 
     @property
     def rules(self) -> SegmentRules:
@@ -461,6 +467,7 @@ def assemble_segmenter(
     drift_top_features: int = 5,
     drift_sample: int = 5000,
     seed: int = 0,
+    data_source: str | None = None,
 ) -> SegmenterModel:
     """Build the segmenter from fitted models, the rules and a reference population (one as_of).
 
@@ -472,6 +479,8 @@ def assemble_segmenter(
     ``comparisons``, ``merge_correlated``), which makes the codes sentences with each customer's values in
     ``currency``, compared with the reference population's typical customer. ``propensity`` may hold a subset
     of :data:`PROPENSITY_MODELS` (those the data source supports, at least one); the others score nobody.
+    ``data_source`` names the data the models were trained on: the segmenter refuses to be scored on another
+    source's data.
     """
     from bankseg.scoring.migration import reference_distributions
 
@@ -514,7 +523,7 @@ def assemble_segmenter(
     parts = SegmenterParts(
         personas=personas, propensity=dict(propensity), rules=rules, rfm_bins=rfm_bins, lift_table=lift,
         bands=band_specs, reason_codes=settings, model_versions={k: str(v) for k, v in model_versions.items()},
-        input_columns=segmenter_input_columns(reference), drift_reference=drift,
+        input_columns=segmenter_input_columns(reference), drift_reference=drift, data_source=data_source,
     )
     return SegmenterModel(parts)
 
