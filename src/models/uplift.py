@@ -233,7 +233,7 @@ def uplift_by_decile(y: Sequence, t: Sequence, uplift: Sequence, true_effect: Se
 def captured_true_gain(true_effect: Sequence, score: Sequence, budget: float) -> float:
     """Share of the best achievable true gain that contacting the top ``budget`` share by ``score`` captures."""
     true_effect, score = np.asarray(true_effect, float), np.asarray(score, float)
-    k = max(int(round(budget * len(score))), 1)
+    k = max(round(budget * len(score)), 1)
     chosen = true_effect[np.argsort(-score, kind="stable")[:k]].sum()
     best = np.sort(true_effect)[::-1][:k].sum()
     return float(chosen / best) if best > 0 else float("nan")
@@ -242,7 +242,7 @@ def captured_true_gain(true_effect: Sequence, score: Sequence, budget: float) ->
 def true_gain_ratio(true_effect: Sequence, score: Sequence, baseline: Sequence, budget: float) -> float:
     """True incremental outcomes of the top ``budget`` by ``score`` over those of the top by ``baseline``."""
     true_effect = np.asarray(true_effect, float)
-    k = max(int(round(budget * len(true_effect))), 1)
+    k = max(round(budget * len(true_effect)), 1)
     top = lambda s: true_effect[np.argsort(-np.asarray(s, float), kind="stable")[:k]].sum()  # noqa: E731
     base = top(baseline)
     return float(top(score) / base) if base > 0 else float("inf")
@@ -252,9 +252,9 @@ def uplift_report(y, t, uplift, *, propensity=None, true_effect=None, budgets=(0
     """Metrics of predicted uplift on randomised rows (and against the true effects where known)."""
     curve = qini_curve(y, t, uplift)
     out = {"auuc": auuc(curve), "observed_ate": float(curve["random"].iloc[-1]),
-           "mean_predicted_uplift": float(np.mean(uplift)), "n_rows": float(len(curve) and len(np.asarray(y)))}
+           "mean_predicted_uplift": float(np.mean(uplift)), "n_rows": float(len(np.asarray(y)))}
     for b in budgets:
-        pct = int(round(100 * b))
+        pct = round(100 * b)
         out[f"qini_gain_at_{pct}pct"] = float(np.interp(b, curve["share"], curve["gain"]))
     if true_effect is not None:
         te = np.asarray(true_effect, float)
@@ -262,7 +262,7 @@ def uplift_report(y, t, uplift, *, propensity=None, true_effect=None, budgets=(0
         out["spearman_true_effect"] = float(pd.Series(uplift).corr(pd.Series(te), method="spearman"))
         out["mean_true_effect"] = float(te.mean())
         for b in budgets:
-            pct = int(round(100 * b))
+            pct = round(100 * b)
             out[f"captured_true_gain_at_{pct}pct"] = captured_true_gain(te, uplift, b)
             if propensity is not None:
                 out[f"propensity_captured_true_gain_at_{pct}pct"] = captured_true_gain(te, propensity, b)
