@@ -115,3 +115,25 @@ def test_bankseg_train_trains_logs_and_registers_the_uplift_model(bank, tmp_path
     predicted = predict_frame(model, features)
     assert list(predicted.columns) == ["uplift", "p_contacted", "p_held_out"]
     np.testing.assert_allclose(predicted.uplift.to_numpy(), scores.uplift.to_numpy(), atol=1e-9)
+
+
+def test_the_playbook_contacts_by_uplift_net_of_cost_never_the_sleeping_dogs(bank, wealth):
+    from bankseg.segments.playbook import ContactEconomics, rank_contacts
+
+    oot = wealth[wealth.split == "oot"].reset_index(drop=True)
+    plan = rank_contacts(oot.uplift, ContactEconomics(contact_cost=30, conversion_value=2000, budget_share=0.1))
+    chosen = plan.contact.to_numpy()
+    assert 0 < chosen.sum() <= 0.1 * len(oot)
+    assert (oot.uplift[chosen] * 2000 > 30).all() and not (oot.uplift[chosen] < 0).any()
+    assert set(plan.sort_values("contact_rank").index[: chosen.sum()]) == set(plan.index[chosen])
+    # the chosen customers are worth contacting in truth: their mean true effect is well above the book's
+    assert oot.true[chosen].mean() > 1.5 * oot.true.mean()
+    dear = rank_contacts(oot.uplift, ContactEconomics(contact_cost=1e6, conversion_value=2000))
+    assert not dear.contact.any()
+
+
+def test_contact_economics_are_checked_with_every_problem_named():
+    from bankseg.segments.playbook import ContactEconomics
+
+    with pytest.raises(ValueError, match=r"contact_cost must be >= 0.*conversion_value must be > 0.*budget_share"):
+        ContactEconomics(contact_cost=-1, conversion_value=0, budget_share=2)
