@@ -167,3 +167,48 @@ def next_best_product(
     return pd.DataFrame(
         {"next_best_product": product, "next_best_lift": np.where(ok, best_lift, np.nan)}, index=frame.index
     )
+
+
+@dataclass(frozen=True)
+class ContactEconomics:
+    """What a campaign contact costs and what one incremental conversion is worth (same currency)."""
+
+    contact_cost: float
+    conversion_value: float
+    budget_share: float | None = None  # at most this share of the customers is contacted (None: no cap)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.contact_cost < 0:
+            problems.append(f"contact_cost must be >= 0, got {self.contact_cost}")
+        if self.conversion_value <= 0:
+            problems.append(f"conversion_value must be > 0, got {self.conversion_value}")
+        if self.budget_share is not None and not 0 < self.budget_share <= 1:
+            problems.append(f"budget_share must be in (0, 1], got {self.budget_share}")
+        if problems:
+            raise ValueError("playbook.contact: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping) -> ContactEconomics:
+        share = cfg.get("budget_share")
+        return cls(contact_cost=float(cfg["contact_cost"]), conversion_value=float(cfg["conversion_value"]),
+                   budget_share=None if share is None else float(share))
+
+
+def rank_contacts(uplift: pd.Series, economics: ContactEconomics) -> pd.DataFrame:
+    """Contact actions ranked by expected uplift net of the contact's cost (not by propensity).
+
+    ``uplift`` is the expected change in the outcome's probability if contacted (an uplift model's output).
+    Columns: contact_net_value (uplift x conversion_value - contact_cost), contact_rank (1 = contact first;
+    missing uplift ranks last) and contact (True where the net value is positive and the rank is within the
+    budget). A customer a contact pushes away (uplift < 0) is never contacted.
+    """
+    if not isinstance(uplift, pd.Series):
+        raise ValueError("rank_contacts: uplift must be a pandas Series indexed like the customers")
+    value = uplift.astype(float) * economics.conversion_value - economics.contact_cost
+    rank = value.rank(method="first", ascending=False, na_option="bottom").astype("int64")
+    contact = (value > 0).to_numpy()
+    if economics.budget_share is not None:
+        within = (rank <= max(int(np.floor(economics.budget_share * len(uplift))), 1)).to_numpy()
+        contact = contact & within
+    return pd.DataFrame({"contact_net_value": value, "contact_rank": rank, "contact": contact}, index=uplift.index)
