@@ -10,14 +10,10 @@ accounts, annual attrition of active customers) are measured on the same bank. T
 twice with the same seed and trial count: with the median pruner and without (``--trials 0`` skips it).
 Targets (issue 12): onset model OOT AUC 0.70-0.82; churn bound 0.80-0.90; no model above its bound beyond the
 interval; 20-30% low-activity, about 2-3% >= 500k, attrition 8-15%. Issue 4: pruning saves >= 30%; persona ARI.
-Issue 18 (``uplift`` entry): the wealth campaigns' uplift model out of time, AUUC and the share of the best
-achievable true gain captured at 10% / 20% budgets, against conversion-propensity targeting on the same rows;
-goal: >= 1.5x the true incremental conversions of propensity targeting at 10%.
 
     python benchmarks/models.py                           # 50k customers, 20 trials each way
     python benchmarks/models.py --data data/simulated     # reuse a simulated bank (e.g. from make run)
     python benchmarks/models.py --n-customers 10000 --trials 10
-    python benchmarks/models.py --only-uplift             # refresh only the uplift entry of models.json
 
 Prints the figures and writes them to benchmarks/results/models.json.
 """
@@ -58,7 +54,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--results", type=Path, default=RESULTS)
-    parser.add_argument("--only-uplift", action="store_true", help="measure only the uplift entry (others kept)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bankseg-bench-models-"))
@@ -73,12 +68,6 @@ def main() -> None:
         print(f"simulated {args.n_customers:,} customers x {args.n_months} months in {time.perf_counter() - started:.0f} s")
     common = [f"data.path={data}", f"mlflow.tracking_uri=sqlite:///{work}/mlruns/mlflow.db", f"paths.root_dir={work}",
               "build_report=false"]
-    if args.only_uplift:
-        results = json.loads(args.results.read_text()) if args.results.exists() else {}
-        results["uplift"] = uplift_benchmark(common, args)
-        args.results.write_text(json.dumps(results, indent=2) + "\n")
-        print("uplift", json.dumps(results["uplift"], indent=2))
-        return
 
     # features and labels once, shared by every model (as the DVC pipeline does)
     cfg = _compose("train", [*common, "model=churn"])
@@ -143,8 +132,6 @@ def main() -> None:
         "attrition_8-15%": 0.08 <= results["world"]["annual_attrition_active"] <= 0.15,
         "persona_ari>=0.6": models["personas"].get("train/ari_vs_planted", 0) >= 0.6,
     }
-    results["uplift"] = uplift_benchmark(common, args)
-    results["goals"]["uplift_vs_propensity_at_10pct>=1.5"] = results["uplift"]["goal_met"]
     if "tuning_churn" in results:
         results["goals"]["pruning_saves>=30%"] = results["tuning_churn"]["time_saved_by_pruning"] >= 0.30
     results["load_average_at_end"] = os.getloadavg()
@@ -185,38 +172,6 @@ def churn_start_model(frame, data: Path, model_cfg: dict, label_settings) -> dic
     return {"oot_auc": round(ci.auc, 4), "oot_auc_low_95": round(ci.low, 4), "oot_auc_high_95": round(ci.high, 4),
             "oot_rows": len(oot), "oot_rate": round(float(oot["label_churn_start"].mean()), 4),
             "train_rows": int((rows["split"] == "train").sum())}
-
-
-def uplift_benchmark(common: list[str], args) -> dict:
-    """The wealth campaigns' uplift model (bankseg-train model=uplift_wealth_management) against the truth."""
-    load_start = os.getloadavg()
-    cfg = _compose("train", [*common, "model=uplift_wealth_management"])
-    started = time.perf_counter()
-    result = run_train(
-        model_cfg=plain(cfg.model), data_cfg=plain(cfg.data), feature_kwargs=feature_kwargs_from(cfg),
-        label_settings=None, as_of_cfg=plain(cfg.as_of), mlflow_cfg=plain(cfg.mlflow), config=plain(cfg),
-    )
-    m = result.metrics
-    entry = {
-        "learner": str(cfg.model.learner),
-        "auuc": round(m["oot/auuc"], 5),
-        "captured_true_gain_at_10pct": round(m["oot/captured_true_gain_at_10pct"], 4),
-        "captured_true_gain_at_20pct": round(m["oot/captured_true_gain_at_20pct"], 4),
-        "propensity_captured_true_gain_at_10pct": round(m["oot/propensity_captured_true_gain_at_10pct"], 4),
-        "propensity_captured_true_gain_at_20pct": round(m["oot/propensity_captured_true_gain_at_20pct"], 4),
-        "gain_ratio_vs_propensity_at_10pct": round(m["oot/gain_ratio_vs_propensity_at_10pct"], 4),
-        "gain_ratio_vs_propensity_at_20pct": round(m["oot/gain_ratio_vs_propensity_at_20pct"], 4),
-        "corr_true_effect": round(m["oot/corr_true_effect"], 4),
-        "spearman_true_effect": round(m["oot/spearman_true_effect"], 4),
-        "oot_rows": int(m["oot/n_rows"]), "train_rows": int(m["train/n_rows"]),
-        "observed_ate_oot": round(m["oot/observed_ate"], 4), "mean_true_effect_oot": round(m["oot/mean_true_effect"], 4),
-        "deciles": result.tables["oot_uplift_deciles"].round(4).to_dict(orient="records"),
-        "seconds": round(time.perf_counter() - started, 1),
-        "n_customers": args.n_customers if args.data is None else None, "n_months": args.n_months,
-        "seed": args.seed, "cpu_count": os.cpu_count(), "load_average": [load_start, os.getloadavg()],
-    }
-    entry["goal_met"] = entry["gain_ratio_vs_propensity_at_10pct"] >= 1.5
-    return entry
 
 
 def tune_with_and_without_pruning(common: list[str], features_dir: Path, trials: int) -> dict:

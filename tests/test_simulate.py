@@ -246,35 +246,3 @@ def test_bad_parameters_are_refused_with_a_clear_message(kwargs, message):
 def test_unknown_parameters_are_refused():
     with pytest.raises(ValueError, match=r"unknown simulator parameters: \['n_custmers'\]"):
         SimulatorParams.from_dict({"n_custmers": 10})
-
-
-def test_campaign_log_is_observable_and_true_effects_stay_in_the_ground_truth(bank):
-    log, truth = bank["campaign_assignments"], bank["ground_truth_campaigns"]
-    assert len(log) > 0 and log[["customer_id", "month", "campaign", "group"]].equals(
-        truth[["customer_id", "month", "campaign", "group"]])
-    assert not {"true_adoption_effect", "true_churn_effect", "sleeping_dog"} & set(log.columns)
-    # A campaign runs in its configured months only; the randomised arms are a coin (about 40% contacted).
-    months = log.groupby("campaign", observed=True).month.agg(lambda s: set(s.dt.month))
-    assert months["wealth_branch_event"] <= {3, 6, 9, 12} and months["retention_call"] <= {1, 7}
-    arms = log[log.group != "targeted"].group.value_counts(normalize=True)
-    assert 0.3 < arms["randomised_contact"] < 0.5
-    # A product campaign pitches only customers who do not hold the product at the contact month.
-    wm = log[log.campaign == "wealth_branch_event"].merge(
-        bank["holdings"].query("product == 'wealth_management'"), on="customer_id")
-    assert not ((wm.opened < wm.month) & (wm.closed.isna() | (wm.closed > wm.month + pd.DateOffset(months=1)))).any()
-    # Contacted customers in the log show a campaign_contact interaction in that month.
-    it = bank["interactions"]
-    contacts = set(zip(it.customer_id[it.kind == "campaign_contact"],
-                       it.ts[it.kind == "campaign_contact"].dt.to_period("M"), strict=True))
-    contacted = log[log.group != "randomised_holdout"]
-    assert all(k in contacts for k in zip(contacted.customer_id, contacted.month.dt.to_period("M"), strict=True))
-    holdout = log[log.group == "randomised_holdout"]
-    assert not any(k in contacts for k in zip(holdout.customer_id, holdout.month.dt.to_period("M"), strict=True))
-
-
-def test_a_campaign_with_an_unknown_product_or_overlapping_months_is_refused():
-    campaigns = SimulatorParams().campaigns
-    bad = {**campaigns, "list": {**campaigns["list"], "x": {"product": "yacht", "months": [3]},
-                                 "y": {"product": "fund", "months": [3], "channel": "pigeon"}}}
-    with pytest.raises(ValueError, match=r"x: product 'yacht'.*y: channel 'pigeon'.*y: month 3 already taken"):
-        SimulatorParams(campaigns=bad)

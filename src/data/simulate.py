@@ -15,10 +15,6 @@ The five canonical tables (schema.py) plus ground truth that no pipeline step ma
 - ``ground_truth_monthly`` (customer x month from joining): state, churning, churn_hazard (the month's true
   churn-onset hazard), upgrade_hazard, engagement, persona_weight, dissatisfaction, phase_months_left,
   target_wealth.
-- ``ground_truth_campaigns`` (customer x named-campaign month): the true individual effect of a contact on
-  adoption of the campaign's product and on churn, and whether the customer is a "sleeping dog"
-  (:mod:`bankseg.data.simulate_campaigns`). The bank's own log of who was in which arm (randomised contact,
-  randomised hold-out, targeted) is the observable ``campaign_assignments``.
 On disk: ``<out>/<table>/part-00000.parquet ...`` for the five tables and ``ground_truth_monthly``, and one
 ``<out>/ground_truth.parquet``.
 
@@ -49,25 +45,20 @@ import pyarrow.parquet as pq
 import yaml
 
 from bankseg.data import schema
-from bankseg.data.simulate_campaigns import parse_campaigns
 from bankseg.data.simulate_dynamics import run_months
 from bankseg.data.simulate_flows import Calendar
 from bankseg.data.simulate_population import draw_population
 from bankseg.data.simulate_tables import (
     build_balances,
-    build_campaign_assignments,
     build_customers,
     build_ground_truth,
-    build_ground_truth_campaigns,
     build_ground_truth_monthly,
     build_holdings,
     build_interactions,
     build_transactions,
 )
 
-# campaign_assignments is the bank's campaign log (observable); ground_truth_* only tests and benchmarks read.
-PART_TABLES: tuple[str, ...] = (*schema.TABLE_NAMES, "campaign_assignments", "ground_truth_monthly",
-                                "ground_truth_campaigns")
+PART_TABLES: tuple[str, ...] = (*schema.TABLE_NAMES, "ground_truth_monthly")
 # The packaged config (conf/ ships as bankseg.conf), so defaults resolve from a wheel as from the checkout.
 _DEFAULTS_FILE = Path(str(files("bankseg.conf"))) / "simulator" / "default.yaml"
 
@@ -125,11 +116,10 @@ class SimulatorParams:
             problems.append(f"customers_per_part must be >= 1, got {self.customers_per_part}")
         if self.workers < 1:
             problems.append(f"workers must be >= 1, got {self.workers}")
-        for check in (lambda: Calendar.from_start(str(self.start_month), 1), lambda: parse_campaigns(self.campaigns)):
-            try:
-                check()
-            except ValueError as e:
-                problems.append(str(e))
+        try:
+            Calendar.from_start(str(self.start_month), 1)
+        except ValueError as e:
+            problems.append(str(e))
         if problems:
             raise ValueError("invalid simulator parameters: " + "; ".join(problems))
 
@@ -195,7 +185,6 @@ def simulate_part(params: SimulatorParams, part_idx: int) -> dict[str, pd.DataFr
         seasons=params.seasons,
     )
     transactions, adb_liquid = build_transactions(rng, ids, part_idx, pop, hist, cal, params.channels)
-    named = parse_campaigns(params.campaigns)
     return {
         "customers": build_customers(ids, pop, hist),
         "balances": build_balances(ids, hist, adb_liquid, cal),
@@ -204,16 +193,13 @@ def simulate_part(params: SimulatorParams, part_idx: int) -> dict[str, pd.DataFr
         "interactions": build_interactions(rng, ids, hist, cal),
         "ground_truth": build_ground_truth(ids, pop, hist, cal),
         "ground_truth_monthly": build_ground_truth_monthly(ids, pop, hist, cal),
-        "campaign_assignments": build_campaign_assignments(ids, hist, cal, named),
-        "ground_truth_campaigns": build_ground_truth_campaigns(ids, hist, cal, named),
     }
 
 
 def simulate_bank(params: SimulatorParams) -> dict[str, pd.DataFrame]:
     """The whole simulated bank in memory (small banks, tests); identical to what write_simulated_bank writes.
 
-    Keys: customers, balances, transactions, holdings, interactions, campaign_assignments, ground_truth,
-    ground_truth_monthly, ground_truth_campaigns.
+    Keys: customers, balances, transactions, holdings, interactions, ground_truth, ground_truth_monthly.
     """
     parts = [simulate_part(params, i) for i in range(params.n_parts)]
     return {k: pd.concat([p[k] for p in parts], ignore_index=True) for k in parts[0]}

@@ -23,15 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from bankseg.data import schema
-from bankseg.data.simulate_campaigns import (
-    CampaignLog,
-    adoption_truth,
-    assign_contacts,
-    campaign_of_month,
-    churn_truth,
-    individual_effects,
-    parse_campaigns,
-)
 from bankseg.data.simulate_flows import FLOW_NAMES, Calendar
 from bankseg.data.simulate_population import ADOPTABLE, PERSONAS, Population
 
@@ -68,7 +59,6 @@ class MonthlyHistory:
     phase_left: np.ndarray  # int8 months left in the warning or drain phase entering the next month (0 = none)
     target_wealth: np.ndarray  # float32 the wealth a customer's money reverts to (the latent driver of AUM)
     salary_redirected: np.ndarray  # per customer bool: salary moved to another bank during the window
-    campaign_log: dict[str, np.ndarray]  # CampaignLog.arrays(): assignment rows and true individual effects
 
 
 def _poisson(rng: np.random.Generator, lam: np.ndarray) -> np.ndarray:
@@ -184,13 +174,6 @@ def run_months(
     grievance = np.zeros(n)
     redirected = np.zeros(n, dtype=bool)
     responded_ago = np.full(n, 99, dtype=np.int64)  # months since the last campaign response
-    named = parse_campaigns(campaigns)
-    log = CampaignLog()
-    # A named campaign's contact: an adoption-hazard increment on one product, a churn-hazard log multiplier
-    # from the next month, each for effect_months months, fading (simulate_campaigns).
-    adopt_delta, adopt_col, adopt_left = np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-    churn_kappa, churn_left = np.zeros(n), np.zeros(n, dtype=np.int64)
-    effect_fade, effect_months = campaigns["effect_fade"], campaigns["effect_months"]
     complaints_recent = np.zeros((n, 3), dtype=np.int32)
     pf = np.asarray(churn["product_factor"], dtype=float)
     w_eng = np.asarray(churn["warning_engagement"], dtype=float)
@@ -315,9 +298,7 @@ def run_months(
             * np.exp(-churn["trend_beta"] * np.minimum(trend, 0.0))
             * np.where(tenure_m < 12, churn["new_customer_factor"], 1.0)
         )
-        h_no_contact = np.minimum(h, churn["max_hazard"])
-        h = np.minimum(h * np.exp(np.where(churn_left > 0, churn_kappa, 0.0)), churn["max_hazard"])
-        churn_kappa, churn_left = churn_kappa * effect_fade, np.maximum(churn_left - 1, 0)
+        h = np.minimum(h, churn["max_hazard"])
         hazard_hist[t] = np.where(alive & (state <= DRAINING), h, np.nan)
         onset = act & (rng.random(n) < h)
         onset_month[onset] = t
@@ -361,25 +342,8 @@ def run_months(
         complaints_recent[:, 0] = complaints
         aum_now = liquid + inv_bal.sum(axis=1)
         p_contact = campaigns["contact_rate"] * (np.maximum(aum_now, 1000.0) / 50_000.0) ** campaigns["wealth_targeting"]
-        reachable = (state >= ACTIVE) & (state <= WARNING)
-        contacted = reachable & (rng.random(n) < np.minimum(p_contact, 0.6))
-        ci_now = campaign_of_month(named, moy)
-        if ci_now >= 0:
-            camp = named[ci_now]
-            col = camp.product_col
-            if col >= 0:
-                reachable = reachable & ~held[:, adopt_idx[col]]
-            contacted, group = assign_contacts(rng, camp, reachable, contacted)
-            delta, kappa = individual_effects(camp, pop.weight[:, t], pop.persona, pop.second, aum_now,
-                                              pop.digital, dissatisfaction)
-            delta = delta if col >= 0 else np.zeros(n)
-            adopt_delta = np.where(contacted, delta, adopt_delta)
-            adopt_col = np.where(contacted, max(col, 0), adopt_col)
-            adopt_left = np.where(contacted, np.where(col >= 0, effect_months, 0), adopt_left)
-            churn_kappa = np.where(contacted, kappa, churn_kappa)
-            churn_left = np.where(contacted, effect_months, churn_left)
-        resp_prob = campaigns["response_rate"] * eng * (0.5 + pop.digital)
-        responded = contacted & (rng.random(n) < resp_prob)
+        contacted = (state >= ACTIVE) & (state <= WARNING) & (rng.random(n) < np.minimum(p_contact, 0.6))
+        responded = contacted & (rng.random(n) < campaigns["response_rate"] * eng * (0.5 + pop.digital))
         inter["campaign_contact"][t] = contacted
         inter["campaign_response"][t] = responded
         responded_ago = np.where(responded, 0, responded_ago + 1)
@@ -411,20 +375,8 @@ def run_months(
             * np.exp(adoption["engagement_beta"] * (eng - 1.0))
             * np.where(responded_ago < campaigns["response_months"], lift, 1.0)
         )
-        a_h = pop.adoption[t] * mult[:, None]
-        boosted = np.flatnonzero(adopt_left > 0)
-        a_h[boosted, adopt_col[boosted]] += adopt_delta[boosted]
-        adopt_delta, adopt_left = adopt_delta * effect_fade, np.maximum(adopt_left - 1, 0)
-        a_h = np.clip(a_h, 0.0, 0.9)
+        a_h = np.minimum(pop.adoption[t] * mult[:, None], 0.9)
         a_h = np.where(act[:, None] & ~held[:, adopt_idx], a_h, 0.0)
-        if ci_now >= 0:
-            who = np.flatnonzero(group >= 0)
-            base = mult / np.where(responded_ago < campaigns["response_months"], lift, 1.0)
-            a_base = pop.adoption[t][who, max(col, 0)] * base[who] * act[who]
-            t_adopt = adoption_truth(a_base, resp_prob[who], delta[who] * act[who], campaigns) if col >= 0 else 0.0
-            t_churn = churn_truth(np.where(act[who], h_no_contact[who], 0.0), kappa[who], campaigns,
-                                  churn["max_hazard"])
-            log.add(who, t, ci_now, group[who], np.broadcast_to(t_adopt, who.shape), t_churn)
         new = np.zeros((n, n_prod), dtype=bool)
         new[:, adopt_idx] = rng.random(a_h.shape) < a_h
         pb = P_IDX["private_banking"]
@@ -704,5 +656,4 @@ def run_months(
         phase_left=phase_left_hist,
         target_wealth=target_hist,
         salary_redirected=redirected,
-        campaign_log=log.arrays(),
     )

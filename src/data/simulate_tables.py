@@ -11,13 +11,11 @@ import numpy as np
 import pandas as pd
 
 from bankseg.data import schema
-from bankseg.data.simulate_campaigns import GROUPS, Campaign
 from bankseg.data.simulate_dynamics import ACTIVE, MonthlyHistory
 from bankseg.data.simulate_flows import MS_PER_DAY, Calendar, expand_flows
 from bankseg.data.simulate_population import PERSONAS, Population
 
 TXN_ID_STRIDE = 10_000_000_000  # txn_id = part index * stride + row: unique across the whole dataset
-SLEEPING_DOG_HARM = 0.005  # a contact that costs more than half a percentage point on balance
 STATES: tuple[str, ...] = ("not_joined", "active", "warning", "draining", "left_residual", "closed")
 
 
@@ -227,48 +225,3 @@ def build_ground_truth_monthly(ids: np.ndarray, pop: Population, hist: MonthlyHi
             "target_wealth": hist.target_wealth[mi, ci].astype(np.float64),
         }
     )
-
-
-def _campaign_keys(ids: np.ndarray, hist: MonthlyHistory, cal: Calendar, campaigns: tuple[Campaign, ...]) -> dict:
-    log = hist.campaign_log
-    names = tuple(c.name for c in campaigns)
-    return {
-        "customer_id": ids[log["cust"]],
-        "month": _ms(cal.start_ms[log["month"]]),
-        "campaign": _cat(log["campaign"], names),
-        "product": pd.array(np.asarray([c.product for c in campaigns], dtype=object)[log["campaign"]], dtype="str"),
-        "channel": pd.array(np.asarray([c.channel for c in campaigns], dtype=object)[log["campaign"]], dtype="str"),
-        "group": _cat(log["group"], GROUPS),
-    }
-
-
-def build_campaign_assignments(
-    ids: np.ndarray, hist: MonthlyHistory, cal: Calendar, campaigns: tuple[Campaign, ...]
-) -> pd.DataFrame:
-    """Who was in which arm of which named campaign (the bank's campaign log; observable, unlike the effects).
-
-    One row per customer and campaign month: the randomised contacts and hold-outs, and the targeted contacts.
-    """
-    frame = pd.DataFrame(_campaign_keys(ids, hist, cal, campaigns))
-    return frame.sort_values(["customer_id", "month"], kind="stable", ignore_index=True)
-
-
-def build_ground_truth_campaigns(
-    ids: np.ndarray, hist: MonthlyHistory, cal: Calendar, campaigns: tuple[Campaign, ...]
-) -> pd.DataFrame:
-    """The true individual effect of each campaign contact (ground truth; no pipeline step may read it).
-
-    Rows as campaign_assignments. true_adoption_effect: the change in the probability of opening the campaign's
-    product within effect_months (0 for retention); true_churn_effect: the change in the probability that churn
-    begins within effect_months after the contact; sleeping_dog: the contact does harm on balance (adoption
-    effect minus churn effect below -SLEEPING_DOG_HARM).
-    """
-    log = hist.campaign_log
-    frame = pd.DataFrame({
-        **_campaign_keys(ids, hist, cal, campaigns),
-        "contacted": log["group"] != GROUPS.index("randomised_holdout"),
-        "true_adoption_effect": log["true_adoption"],
-        "true_churn_effect": log["true_churn"],
-        "sleeping_dog": log["true_adoption"] - log["true_churn"] < -SLEEPING_DOG_HARM,
-    })
-    return frame.sort_values(["customer_id", "month"], kind="stable", ignore_index=True)

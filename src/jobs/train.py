@@ -368,9 +368,6 @@ def run_train(
     """
     check_run_settings()  # a bad pseudonym key fails now, not after the model is registered
     configure_tracking(**mlflow_cfg)
-    if model_cfg["kind"] == "uplift":
-        return train_uplift(model_cfg=model_cfg, data_cfg=data_cfg, feature_kwargs=feature_kwargs, config=config,
-                            register=register, use_ground_truth=use_ground_truth)
     data = load_model_data(
         data_cfg, feature_kwargs=feature_kwargs, label_settings=label_settings, as_of_cfg=as_of_cfg,
         features_path=features_path, use_ground_truth=use_ground_truth, holdout_fraction=holdout_fraction,
@@ -438,61 +435,6 @@ def run_train(
             raise
         result.report_path = built.path
     return result
-
-
-def train_uplift(
-    *, model_cfg: dict[str, Any], data_cfg: dict[str, Any], feature_kwargs: dict[str, Any], config: dict[str, Any],
-    register: bool = True, use_ground_truth: bool = True,
-) -> TrainResult:
-    """Fit an uplift model on a product's randomised campaign rows; judge it out of time; log and register it.
-
-    On the simulated bank the true individual effects are read for the metrics only (corr_true_effect,
-    captured_true_gain_at_*); the yardstick is a conversion-propensity model on the same training rows.
-    """
-    from bankseg.features.build import dataset_data_end
-    from bankseg.models import uplift as up
-    from bankseg.models.pyfunc import UpliftPyfunc
-
-    if data_cfg.get("kind", "canonical") == "flat":
-        raise ValueError("uplift needs a canonical dataset with a campaign log, not a flat snapshot")
-    data_path = Path(data_cfg["path"])
-    frame = up.build_uplift_frame(
-        data_path, model_cfg["product"], outcome_months=int(model_cfg["outcome_months"]),
-        n_oot_months=int(model_cfg["n_oot_months"]), feature_kwargs=feature_kwargs,
-        data_end=dataset_data_end(data_path),
-    )
-    train, oot = frame[frame["split"] == "train"], frame[frame["split"] == "oot"]
-    estimator = up.UpliftModel(**estimator_kwargs(up.UpliftModel, model_cfg)).fit(train)
-    baseline = up.fit_propensity_baseline(train, model_cfg.get("outcome_params"), model_cfg.get("random_state", 0))
-    uplift = estimator.predict_uplift(oot)
-    truth = up.campaign_truth(data_path, oot) if use_ground_truth else None
-    metrics = up.uplift_report(oot[up.OUTCOME], oot[up.TREATMENT], uplift, propensity=baseline.predict_proba(oot),
-                               true_effect=truth, budgets=tuple(model_cfg.get("budgets", (0.1, 0.2))))
-    by_split = {"train": {"n_rows": float(len(train)), "observed_ate": estimator.ate_}, "oot": metrics}
-    tables = {"oot_qini": up.qini_curve(oot[up.OUTCOME], oot[up.TREATMENT], uplift),
-              "oot_uplift_deciles": up.uplift_by_decile(oot[up.OUTCOME], oot[up.TREATMENT], uplift, truth)}
-    source = {TAG_DATA_SOURCE: str(data_cfg.get("name", "unnamed"))}
-    registered = model_cfg["registered_name"]
-    with start_job_run("train", config, dataset_fingerprint(data_path),
-                       tags={"bankseg.model": model_cfg["name"], **source}) as run:
-        flat = log_metrics_by_split(by_split)
-        for table_name, table in tables.items():
-            log_frame(table, f"tables/{table_name}.csv")
-        wrapper = UpliftPyfunc(estimator)
-        example = to_model_input(oot.head(50), input_columns(estimator))
-        signature = mlflow.models.ModelSignature(
-            inputs=input_schema(example),
-            outputs=mlflow.models.infer_signature(example, wrapper.predict(None, example)).outputs,
-        )
-        info = mlflow.pyfunc.log_model(name="model", python_model=wrapper, input_example=example,
-                                       signature=signature, pip_requirements=model_requirements())
-        version = None
-        if register:
-            version = str(register_model(info.model_uri, registered,
-                                         tags={"bankseg.run_id": run.info.run_id, **source}).version)
-    tables["oot_scores"] = oot[["customer_id", "as_of", "campaign", up.TREATMENT, up.OUTCOME]].assign(
-        uplift=uplift, **({"true_effect": truth} if truth is not None else {}))
-    return TrainResult(model_cfg["name"], run.info.run_id, flat, registered if register else None, version, tables)
 
 
 def input_columns(estimator) -> list[str]:

@@ -109,17 +109,3 @@ def predict_frame(pyfunc_model, frame: pd.DataFrame) -> pd.DataFrame:
 def unwrap(pyfunc_model):
     """The bankseg estimator inside a loaded pyfunc model."""
     return pyfunc_model.unwrap_python_model().model
-
-
-class UpliftPyfunc(mlflow.pyfunc.PythonModel):
-    """Predicts a contact's expected uplift and the outcome probability contacted and held out."""
-
-    _skip_type_hint_validation = True  # the input is checked by the explicit signature (see input_schema)
-
-    def __init__(self, model):
-        self.model = model
-
-    def predict(self, context, model_input, params=None):
-        p0, p1 = self.model.predict_outcomes(model_input)
-        return pd.DataFrame({"uplift": np.asarray(self.model.predict_uplift(model_input), dtype=float),
-                             "p_contacted": np.asarray(p1, dtype=float), "p_held_out": np.asarray(p0, dtype=float)})
