@@ -219,3 +219,35 @@ def test_the_run_after_a_killed_one_removes_its_tmp_folder_and_ends_its_mlflow_r
     assert sorted(p.name for p in out_dir.iterdir()) == [result.run_dir.name]
     run = mlflow.MlflowClient().get_run(killed_run)
     assert run.info.status == "FAILED" and result.run_id in run.data.tags["bankseg.failure"]
+
+
+def test_a_customer_without_a_feature_row_is_rejected_only_for_what_the_data_says():
+    as_of = pd.Timestamp(AS_OF)
+    customers = pd.DataFrame({
+        "customer_id": [1, 2, 3, 4],
+        "open_date": pd.to_datetime(["2020-01-01", "2025-03-01", None, "2024-12-31"]),
+    })
+    rejects = score_module.no_feature_row_rejects(customers, feature_ids=[1], as_of=as_of)
+    reasons = dict(zip(rejects["customer_id"].astype(int), rejects["reason"], strict=True))
+    # 2 opens on as_of (not a customer yet), 3 has no open date; 4 opened before as_of: no reason, no reject
+    assert reasons == {2: "no account open before as_of 2025-03-01", 3: "no open_date in the customers table"}
+    assert set(rejects["stage"]) == {"features"} and set(rejects["table"]) == {"customers"}
+    with pytest.raises(ValueError, match=r"1 neither scored nor rejected: the pandas engine") as caught:
+        score_module.check_accounted(customers["customer_id"].to_numpy(), np.array([1]),
+                                     rejects["customer_id"].to_numpy(np.int64), as_of, "pandas")
+    assert "'4'" not in str(caught.value) and "[4]" not in str(caught.value)
+
+
+def test_count_check_fails_on_a_customer_the_pandas_engine_loses(trained_bank, planted, tmp_path, monkeypatch):
+    customers = pd.read_parquet(planted[0] / "customers", columns=["customer_id", "open_date"])
+    lost = int(customers.loc[customers["open_date"] < AS_OF, "customer_id"].min())
+    real = score_module.build_bucket_features
+
+    def loses_one_customer(*args, **kwargs):
+        features = real(*args, **kwargs)
+        return features[features["customer_id"] != lost]
+
+    monkeypatch.setattr(score_module, "build_bucket_features", loses_one_customer)
+    with pytest.raises(ValueError, match="1 neither scored nor rejected: the pandas engine"):
+        score(trained_bank, planted[0], tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -105,8 +105,8 @@ class ScoreResult:
 
 
 @dataclass
-class _Tally:
-    """What the chunks add up to while the run goes (bounded: counts, not rows)."""
+class Tally:
+    """What an engine adds up while the run goes (bounded: counts, not rows); both engines fill the same one."""
 
     rejects: list[pd.DataFrame] = field(default_factory=list)
     drift: list[pd.DataFrame] = field(default_factory=list)
@@ -153,6 +153,61 @@ def validation_rejects(rejects: pd.DataFrame) -> pd.DataFrame:
     return out.astype({"table": "str", "reason": "str"})
 
 
+def no_feature_row_rejects(customers: pd.DataFrame, feature_ids, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Rejects (stage features) of the customers with no feature row, each for the reason the data gives.
+
+    ``customers`` holds ``customer_id`` and ``open_date`` of the customers table (a bucket's or the whole
+    bank's); ``feature_ids`` the customer ids that got a feature row as of ``as_of``. The customers block gives
+    a row to everyone who opened before ``as_of``, so a missing row is explained by an ``open_date`` on or after
+    ``as_of`` (not a customer yet) or by no ``open_date`` at all. A customer who opened before ``as_of`` and still
+    has no row is given no reason: nothing in the data explains the loss, so the run's count check
+    (:func:`check_accounted`) fails on them. Without an ``open_date`` column (a precomputed feature table is the
+    population) no reason is derived. Used by both engines.
+    """
+    ids = customers["customer_id"].to_numpy(dtype=np.int64)
+    lacking = ~np.isin(ids, np.asarray(feature_ids, dtype=np.int64))
+    if not lacking.any() or "open_date" not in customers.columns:
+        return empty_rejects()
+    opened = pd.to_datetime(customers["open_date"]).to_numpy()[lacking]
+    ids = ids[lacking]
+    late = opened >= as_of.to_datetime64()  # NaT compares False
+    undated = np.isnat(opened)
+    return pd.concat([
+        customer_rejects(ids[late], "features", f"no account open before as_of {as_of.date()}"),
+        customer_rejects(ids[undated], "features", "no open_date in the customers table"),
+    ], ignore_index=True)
+
+
+def check_accounted(customer_ids: np.ndarray, out_ids: np.ndarray, rejected_ids: np.ndarray,
+                    as_of: pd.Timestamp, engine: str) -> None:
+    """Raise unless every input customer is in the output or the customer rejects exactly once (in = out + rejects).
+
+    The error gives counts, the reason that is missing and pseudonymised examples (never the bank's ids).
+    """
+    from bankseg.data.privacy import pseudonymisation_key, pseudonymise
+
+    unique, n_seen = np.unique(np.concatenate([out_ids, rejected_ids]), return_counts=True)
+    twice = unique[n_seen > 1]
+    missing = np.setdiff1d(customer_ids, unique)
+    extra = np.setdiff1d(unique, customer_ids)
+    if not (len(twice) or len(missing) or len(extra)):
+        return
+    problems = []
+    if len(missing):
+        shown = [str(p) for p in pseudonymise(missing[:3], pseudonymisation_key())]
+        problems.append(
+            f"{len(missing)} neither scored nor rejected: the {engine} engine gave them no output row and no "
+            f"reject reason (a customer without a feature row is rejected only for what the data says: open_date "
+            f"on or after as_of {as_of.date()}, or no open_date), so their rows were lost on the way "
+            f"(e.g. pseudonyms {shown})"
+        )
+    if len(twice):
+        problems.append(f"{len(twice)} both scored and rejected, or twice")
+    if len(extra):
+        problems.append(f"{len(extra)} in the output or rejects but not in the input")
+    raise ValueError(f"scoring lost track of customers (in != out + rejects): {'; '.join(problems)}")
+
+
 def unscored_rows(output: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Rows of a segmenter output lacking a required value: (row mask, reason per row)."""
     missing = output[list(REQUIRED_OUTPUTS)].isna().to_numpy()
@@ -167,19 +222,19 @@ def unscored_rows(output: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------------------------------- chunks
 def bucket_feature_chunk(
     source: BucketSource, as_of: pd.Timestamp, settings: FeatureSettings
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """(ids of the bucket's customers, their feature rows as of ``as_of``): one bucket of the folder of kept rows
-    (:attr:`bankseg.data.checked.CheckedDataset.path`), loaded."""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the bucket's customers: customer_id and open_date, their feature rows as of ``as_of``): one bucket of the
+    folder of kept rows (:attr:`bankseg.data.checked.CheckedDataset.path`), loaded."""
     tables = load_bucket(source)
-    ids = tables["customers"]["customer_id"].to_numpy(dtype=np.int64)
+    customers = tables["customers"][["customer_id", "open_date"]]
     features = build_bucket_features(tables, [as_of], settings)
-    return ids, features.sort_values("customer_id", kind="stable", ignore_index=True)
+    return customers, features.sort_values("customer_id", kind="stable", ignore_index=True)
 
 
 def iter_feature_table_chunks(
     features_path: Path, as_of: pd.Timestamp, chunk_customers: int
 ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
-    """Yield chunks of a precomputed feature table's rows of ``as_of`` (ids of the chunk, its rows)."""
+    """Yield chunks of a precomputed feature table's rows of ``as_of`` (the chunk's customer ids as a frame, its rows)."""
     path = Path(features_path)
     table = pd.read_parquet(path)
     table = table[pd.to_datetime(table["as_of"]) == as_of].sort_values("customer_id", ignore_index=True)
@@ -187,22 +242,24 @@ def iter_feature_table_chunks(
         raise ValueError(f"feature table {path} holds no rows as of {as_of.date()}")
     for start in range(0, len(table), chunk_customers):
         part = table.iloc[start:start + chunk_customers].reset_index(drop=True)
-        yield part["customer_id"].to_numpy(dtype=np.int64), part
+        yield part[["customer_id"]], part
 
 
 def score_chunk(
     model,
     input_columns: Sequence[str],
-    ids: np.ndarray,
+    customers: pd.DataFrame,
     features: pd.DataFrame,
     as_of: pd.Timestamp,
     segmenter_version: str,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, int]]:
     """Score one chunk with the pyfunc model: (output rows kept, rejects of the chunk, the drift input frame,
-    rows per input column holding a category value the models never saw, mapped to "unknown" or missing)."""
-    known = features["customer_id"].to_numpy(dtype=np.int64)
-    not_open = np.setdiff1d(ids, known)
-    rejects = [customer_rejects(not_open, "features", f"no account open before as_of {as_of.date()}")]
+    rows per input column holding a category value the models never saw, mapped to "unknown" or missing).
+
+    ``customers`` are the chunk's customers (customer_id, open_date when known): those without a feature row
+    are rejected by :func:`no_feature_row_rejects`.
+    """
+    rejects = [no_feature_row_rejects(customers, features["customer_id"], as_of)]
     if not len(features):
         return pd.DataFrame(columns=[*OUTPUT_COLUMNS, "segmenter_version"]), pd.concat(rejects), features, {}
     model_input = segmenter_input(features, input_columns)
@@ -279,16 +336,16 @@ class BucketScorer:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "model": None}
 
-    def __call__(self, chunk: BucketSource | tuple[np.ndarray, pd.DataFrame]) -> _ChunkResult:
+    def __call__(self, chunk: BucketSource | tuple[pd.DataFrame, pd.DataFrame]) -> _ChunkResult:
         model = self.model if self.model is not None else _local_model(self.model_path)
         segmenter = model.unwrap_python_model()
         started = time.perf_counter()
-        ids, features = (bucket_feature_chunk(chunk, self.as_of, self.settings)
+        customers, features = (bucket_feature_chunk(chunk, self.as_of, self.settings)
                          if isinstance(chunk, BucketSource) else chunk)
         result = _ChunkResult(seconds={"features": time.perf_counter() - started})
         started = time.perf_counter()
         output, result.rejects, drift_input, result.unknown = score_chunk(
-            model, segmenter.input_columns, ids, features, self.as_of, self.segmenter_version
+            model, segmenter.input_columns, customers, features, self.as_of, self.segmenter_version
         )
         if self.overrides is not None and len(output):
             output, result.audit = apply_overrides(output, self.overrides, segmenter.rules, self.known_customer_ids)
@@ -337,8 +394,8 @@ def score_pandas(
     *,
     scorer: BucketScorer,
     tmp_dir: Path,
-    chunks: Iterable[BucketSource | tuple[np.ndarray, pd.DataFrame]],
-    tally: _Tally,
+    chunks: Iterable[BucketSource | tuple[pd.DataFrame, pd.DataFrame]],
+    tally: Tally,
     workers: int = 1,
     progress: bool = True,
     total: int | None = None,
@@ -374,7 +431,7 @@ def score_pandas(
         pq.write_table(OUTPUT_SCHEMA.empty_table(), out_dir / "part-00000.parquet")
 
 
-def score_pandas_run(scorer: BucketScorer, *, model_uri: str, tmp_dir: Path, tally: _Tally,
+def score_pandas_run(scorer: BucketScorer, *, model_uri: str, tmp_dir: Path, tally: Tally,
                      data_path: Path | None, features_path: Path | str | None, chunk_customers: int,
                      n_buckets: int, workers: int, progress: bool) -> None:
     """The pandas engine: buckets of ``data_path`` (or chunks of ``features_path``) scored by ``workers`` processes.
@@ -524,7 +581,7 @@ def run_score(
     run_tag = uuid.uuid4().hex[:12]
     tmp_dir = out_dir / f".tmp-{run_tag}"
     fingerprint = dataset_fingerprint(data_path) if data_path is not None else None
-    tally = _Tally()
+    tally = Tally()
     started_run = time.perf_counter()
     tags = {"bankseg.segmenter_version": version, "bankseg.engine": engine,
             **({TAG_DATA_SOURCE: segmenter.data_source} if segmenter.data_source else {})}
@@ -539,7 +596,8 @@ def run_score(
                 data_path, as_of, validation_record = _checked_input(
                     stack, Path(data_path), as_of, validation, validate, tally)
                 tally.clock("validation", t)
-                customer_ids = read_table(data_path, "customers", columns=["customer_id"])["customer_id"].to_numpy(np.int64)
+                customers = read_table(data_path, "customers", columns=["customer_id", "open_date"])
+                customer_ids = customers["customer_id"].to_numpy(np.int64)
             else:
                 as_of = pd.Timestamp(as_of).normalize()
                 customer_ids = pd.read_parquet(features_path, columns=["customer_id", "as_of"])
@@ -552,7 +610,7 @@ def run_score(
                 score_spark(
                     model_uri=model_uri, segmenter=segmenter, segmenter_version=version, data_path=data_path,
                     as_of=as_of, settings=settings, tmp_dir=tmp_dir, overrides=overrides,
-                    known_customer_ids=customer_ids, tally=tally, master=spark_master,
+                    customers=customers, tally=tally, master=spark_master,
                     n_buckets=int(feature_kwargs.get("n_buckets", 1)),
                 )
             else:
@@ -592,7 +650,7 @@ def run_score(
 
 
 def _checked_input(stack: ExitStack, data_path: Path, as_of: str | pd.Timestamp,
-                   validation: Mapping[str, Any] | None, validate: bool, tally: _Tally,
+                   validation: Mapping[str, Any] | None, validate: bool, tally: Tally,
                    ) -> tuple[Path, pd.Timestamp, dict[str, Any]]:
     """Validate the dataset folder for this run: (folder of kept rows, as_of resolved and checked, record).
 
@@ -619,7 +677,7 @@ def finish_run(
     tmp_dir: Path,
     as_of: pd.Timestamp,
     customer_ids: np.ndarray,
-    tally: _Tally,
+    tally: Tally,
     segmenter,
     version: str,
     previous: Path | str | None,
@@ -642,16 +700,7 @@ def finish_run(
     customer_level = rejects["table"].eq("customers") & rejects["stage"].isin(["features", "scoring"])
     rejected_ids = rejects.loc[customer_level, "customer_id"].to_numpy(dtype=np.int64)
     out_ids = output["customer_id"].to_numpy(dtype=np.int64)
-    seen = np.concatenate([out_ids, rejected_ids])
-    unique, n_seen = np.unique(seen, return_counts=True)
-    twice = unique[n_seen > 1]
-    missing = np.setdiff1d(customer_ids, unique)
-    extra = np.setdiff1d(unique, customer_ids)
-    if len(twice) or len(missing) or len(extra):
-        raise ValueError(
-            f"scoring lost track of customers: {len(twice)} both scored and rejected or twice, {len(missing)} "
-            f"neither scored nor rejected, {len(extra)} not in the input"
-        )
+    check_accounted(customer_ids, out_ids, rejected_ids, as_of, engine)
 
     tables: dict[str, pd.DataFrame] = {}
     drift = drift_table(segmenter.parts.drift_reference, sum_counts(tally.drift)) if tally.drift else pd.DataFrame(

@@ -3,13 +3,16 @@
 The same steps as the pandas engine: the feature blocks run per bucket inside ``groupBy(bucket).applyInPandas``
 (on the folder of kept rows when validation set rows aside), the registered segmenter scores every row through
 ``spark_udf(env_manager="local")`` with the output struct as result type, rows missing a required output go to
-the rejects, service-tier overrides are applied on the driver to the (few) overridden customers, drift counts are
+the rejects (stage scoring), customers without a feature row are rejected for the reason the data gives (the
+pandas engine's :func:`bankseg.scoring.score.no_feature_row_rejects`; one Spark lost has none, and the count check
+fails), service-tier overrides are applied on the driver to the (few) overridden customers, drift counts are
 taken per partition with ``mapInPandas`` and summed, and Spark writes the Parquet parts into the run's temporary
 folder (published by :func:`bankseg.scoring.score.run_score`). Values equal the pandas engine's.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,15 @@ import pandas as pd
 
 from bankseg.features.build import FeatureSettings
 from bankseg.scoring.migration import drift_columns, drift_counts
+from bankseg.scoring.score import (
+    OUTPUT_FOLDER,
+    Tally,
+    customer_rejects,
+    n_buckets_for,
+    no_feature_row_rejects,
+    read_output,
+    unscored_rows,
+)
 from bankseg.scoring.segmenter import (
     FLOAT_COLUMNS,
     INT_COLUMNS,
@@ -25,6 +37,10 @@ from bankseg.scoring.segmenter import (
     apply_overrides,
     text_as_objects,
 )
+
+# Customers per Spark feature bucket: with 36 months of history a bucket's stacked tables hold ~500 rows per
+# customer (the simulated bank: 25M rows for 50,000 customers), so 10,000 customers make a frame of ~5M rows.
+BUCKET_CUSTOMERS = 10_000
 
 
 def output_struct():
@@ -101,30 +117,29 @@ def score_spark(
     settings: FeatureSettings,
     tmp_dir: Path,
     overrides: pd.DataFrame | None,
-    known_customer_ids: np.ndarray,
-    tally,
+    customers: pd.DataFrame,
+    tally: Tally,
     master: str = "local[2]",
     n_buckets: int = 1,
     input_types: dict[str, str] | None = None,
     spark=None,
 ) -> None:
-    """Score on Spark and write ``tmp_dir/segments``; rejects, drift counts and audit go into ``tally``."""
-    import time
+    """Score on Spark and write ``tmp_dir/segments``; rejects, drift counts and audit go into ``tally``.
 
+    ``customers`` (customer_id, open_date of the customers table) is the population: the customers the scored
+    rows do not hold are rejected by :func:`bankseg.scoring.score.no_feature_row_rejects`, as the pandas engine
+    does, so a customer Spark loses has no reason and the run's count check fails.
+    """
     import mlflow
     from pyspark.sql import functions as F
 
     from bankseg.features.spark import get_spark
-    from bankseg.scoring.score import OUTPUT_FOLDER, customer_rejects, read_output
 
     started = time.perf_counter()
     spark = spark or get_spark(master, app_name="bankseg-score")
-    if input_types is None:
-        schema = mlflow.models.get_model_info(model_uri).signature.inputs
-        input_types = {spec.name: str(spec.type) for spec in schema.inputs}
-        input_types = {k: ("long" if "long" in v else "double" if "double" in v else "string")
-                       for k, v in input_types.items()}
-    features = feature_frame(spark, Path(data_path), as_of, settings, n_buckets)
+    input_types = input_types or model_input_types(model_uri)
+    buckets = spark_buckets(spark, len(customers), n_buckets)
+    features = feature_frame(spark, Path(data_path), as_of, settings, buckets)
     model_input = model_input_columns(features, input_types)
     tally.unknown_categories.update(count_unknown_categories(model_input, segmenter.known_categories))
     udf = mlflow.pyfunc.spark_udf(spark, model_uri, env_manager="local", result_type=output_struct())
@@ -134,19 +149,59 @@ def score_spark(
         F.struct(*[F.col(c) for c in input_types]).alias("inp"), *[F.col(c) for c in feature_cols]
     ).withColumn("out", udf(F.col("inp"))).drop("inp").persist()
 
-    required_missing = None
-    for column in REQUIRED_OUTPUTS:
-        cond = _restore_missing_text(column).isNull()
-        required_missing = cond if required_missing is None else (required_missing | cond)
-    bad = scored.filter(required_missing).select("out.*").toPandas()
-    if len(bad):
-        from bankseg.scoring.score import unscored_rows
-
+    unscored = _required_missing()
+    rows = scored.select(F.col("out.customer_id").alias("customer_id"), unscored.alias("unscored")).toPandas()
+    tally.rejects.append(no_feature_row_rejects(customers, rows["customer_id"], as_of))
+    if rows["unscored"].any():
+        bad = scored.filter(unscored).select("out.*").toPandas()
         mask, reasons = unscored_rows(bad)
         tally.rejects.append(customer_rejects(bad.loc[mask, "customer_id"], "scoring", reasons))
-    good = scored.filter(~required_missing)
+    good = scored.filter(~unscored)
+    tally.drift.append(_drift_counts(good, segmenter.parts.drift_reference, drift_cols))
 
-    reference = segmenter.parts.drift_reference
+    output = good.select(*[_restore_missing_text(c).alias(c) for c in OUTPUT_COLUMNS])
+    if overrides is not None:
+        output = _with_overrides(spark, output, overrides, segmenter.rules,
+                                 customers["customer_id"].to_numpy(np.int64), tally)
+    output = output.withColumn("as_of", F.to_date("as_of")).withColumn("segmenter_version", F.lit(str(segmenter_version)))
+    output.write.mode("overwrite").parquet(str(tmp_dir / OUTPUT_FOLDER))
+    scored.unpersist()
+    tally.n_out += len(read_output(tmp_dir, ["customer_id"]))
+    tally.clock("spark", started)
+
+
+def spark_buckets(spark, n_customers: int, n_buckets: int) -> int:
+    """Feature buckets on Spark: ``n_buckets``, at least twice the cores and at most :data:`BUCKET_CUSTOMERS` each.
+
+    A bucket's stacked tables are one pandas frame in one Python worker, so the bucket count grows with the
+    bank (the pandas engine streams transactions instead and can take far larger buckets).
+    """
+    return n_buckets_for(n_customers, BUCKET_CUSTOMERS, max(int(n_buckets), 2 * spark.sparkContext.defaultParallelism))
+
+
+def model_input_types(model_uri: str) -> dict[str, str]:
+    """The model signature's input columns as long, double or string (the Spark form of each)."""
+    import mlflow
+
+    schema = mlflow.models.get_model_info(model_uri).signature.inputs
+    kinds = {spec.name: str(spec.type) for spec in schema.inputs}
+    return {k: ("long" if "long" in v else "double" if "double" in v else "string") for k, v in kinds.items()}
+
+
+def _required_missing():
+    """True where the segmenter left a required output empty (the row goes to the rejects, stage scoring)."""
+    missing = None
+    for column in REQUIRED_OUTPUTS:
+        cond = _restore_missing_text(column).isNull()
+        missing = cond if missing is None else (missing | cond)
+    return missing
+
+
+def _drift_counts(good, reference: dict, drift_cols: list[str]) -> pd.DataFrame:
+    """Drift bin counts of the scored rows, taken per partition with ``mapInPandas`` and summed."""
+    from pyspark.sql import functions as F
+
+    feature_cols = [c for c in drift_cols if not c.startswith("p_")]
 
     def count(batches):
         for pdf in batches:
@@ -154,29 +209,20 @@ def score_spark(
             yield text_as_objects(drift_counts(reference, frame))
 
     p_cols = [F.col(f"out.{c}").alias(c) for c in drift_cols if c.startswith("p_")]
-    counts = good.select(*[F.col(c) for c in feature_cols], *p_cols).mapInPandas(
+    return good.select(*[F.col(c) for c in feature_cols], *p_cols).mapInPandas(
         count, schema="model string, kind string, variable string, bin long, n long"
     ).groupBy("model", "kind", "variable", "bin").agg(F.sum("n").alias("n")).toPandas()
-    tally.drift.append(counts)
 
-    output = good.select(*[_restore_missing_text(c).alias(c) for c in OUTPUT_COLUMNS])
-    if overrides is not None:
-        ids = [int(i) for i in overrides["customer_id"].unique()]
-        touched = output.filter(F.col("customer_id").isin(ids)).toPandas()
-        if len(touched):
-            new, audit = apply_overrides(touched, overrides, segmenter.rules, known_customer_ids)
-            tally.audit.append(audit)
-            replaced = spark.createDataFrame(new[list(OUTPUT_COLUMNS)], schema=output_struct())
-            output = output.filter(~F.col("customer_id").isin(ids)).unionByName(replaced)
-    output = output.withColumn("as_of", F.to_date("as_of")).withColumn("segmenter_version", F.lit(str(segmenter_version)))
-    output.write.mode("overwrite").parquet(str(tmp_dir / OUTPUT_FOLDER))
-    scored.unpersist()
 
-    out_ids = read_output(tmp_dir, ["customer_id"])["customer_id"].to_numpy(np.int64)
-    tally.n_out += len(out_ids)
-    rejected = np.concatenate([np.empty(0, np.int64)] + [
-        r.loc[r["stage"].eq("scoring"), "customer_id"].to_numpy(np.int64) for r in tally.rejects
-    ])
-    not_open = np.setdiff1d(np.setdiff1d(known_customer_ids, out_ids), rejected)
-    tally.rejects.append(customer_rejects(not_open, "features", f"no account open before as_of {as_of.date()}"))
-    tally.clock("spark", started)
+def _with_overrides(spark, output, overrides: pd.DataFrame, rules, known_customer_ids: np.ndarray, tally: Tally):
+    """Service-tier overrides applied on the driver to the (few) overridden customers; the audit goes to ``tally``."""
+    from pyspark.sql import functions as F
+
+    ids = [int(i) for i in overrides["customer_id"].unique()]
+    touched = output.filter(F.col("customer_id").isin(ids)).toPandas()
+    if not len(touched):
+        return output
+    new, audit = apply_overrides(touched, overrides, rules, known_customer_ids)
+    tally.audit.append(audit)
+    replaced = spark.createDataFrame(new[list(OUTPUT_COLUMNS)], schema=output_struct())
+    return output.filter(~F.col("customer_id").isin(ids)).unionByName(replaced)
