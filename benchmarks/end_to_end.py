@@ -58,51 +58,65 @@ def stages(root: Path, n_customers: int, workers: int) -> list[tuple[str, list[s
     return out
 
 
-def run_stage(argv: list[str], root: Path, log_path: Path) -> dict[str, float]:
-    """Run one job; return its wall and CPU seconds and the peak RSS of its process tree (GiB)."""
+def run_stage(argv: list[str], root: Path, log_path: Path) -> dict:
+    """Run one job with BANKSEG_ROOT=root; wall, CPU (waited and process-tree) seconds, peak RSS of the tree."""
     env = {**os.environ, "BANKSEG_ROOT": str(root), "OMP_WAIT_POLICY": "PASSIVE"}
     env.pop("MLFLOW_TRACKING_URI", None)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with open(log_path, "w") as log:
         proc = subprocess.Popen([str(BIN / argv[0]), *argv[1:]], cwd=root, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
-        peak = _watch_memory(proc.pid)
+        watch = _TreeWatch(proc.pid)
         _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+        watch.stop()
     wall = time.perf_counter() - started
-    if proc.returncode != 0:
+    if os.waitstatus_to_exitcode(status) != 0:
         tail = log_path.read_text(errors="replace").splitlines()[-30:]
-        raise RuntimeError(f"{argv[0]} failed ({proc.returncode}); log {log_path}:\n" + "\n".join(tail))
-    return {"wall_seconds": round(wall, 1), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
-            "peak_rss_gib": round(peak.value / 2**30, 2)}
+        raise RuntimeError(f"{argv[0]} failed; log {log_path}:\n" + "\n".join(tail))
+    waited = usage.ru_utime + usage.ru_stime
+    return {"wall_seconds": round(wall, 1), "cpu_seconds": round(max(waited, watch.cpu_seconds()), 1),
+            "cpu_seconds_waited": round(waited, 1), "cpu_seconds_tree": round(watch.cpu_seconds(), 1),
+            "peak_rss_gib": round(watch.peak_rss / 2**30, 2)}
 
 
-class _Peak:
-    value = 0
+class _TreeWatch:
+    """Samples a process tree every 0.2 s: the RSS sum's peak and each process's last own CPU time."""
 
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak_rss, self.cpu = pid, 0, {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
 
-def _watch_memory(pid: int) -> _Peak:
-    """Sample the RSS sum of ``pid`` and its descendants every 0.2 s in a thread, until it exits."""
-    peak = _Peak()
-
-    def sample() -> None:
+    def _sample(self) -> None:
         try:
-            parent = psutil.Process(pid)
-            while parent.status() != psutil.STATUS_ZOMBIE:
-                total = 0
-                for p in [parent, *parent.children(recursive=True)]:
-                    try:
-                        total += p.memory_info().rss
-                    except psutil.Error:
-                        pass
-                peak.value = max(peak.value, total)
-                time.sleep(0.2)
+            parent = psutil.Process(self.pid)
         except psutil.Error:
             return
+        while not self._done.is_set():
+            try:
+                tree = [parent, *parent.children(recursive=True)]
+            except psutil.Error:
+                return
+            total = 0
+            for p in tree:
+                try:
+                    with p.oneshot():
+                        total += p.memory_info().rss
+                        times = p.cpu_times()
+                    self.cpu[(p.pid, p.create_time())] = times.user + times.system
+                except psutil.Error:
+                    pass
+            self.peak_rss = max(self.peak_rss, total)
+            time.sleep(0.2)
 
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    return peak
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
+
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu.values())
 
 
 def run_size(n_customers: int, work: Path, reuse: bool, workers: int) -> dict:

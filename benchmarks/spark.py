@@ -24,16 +24,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
-import psutil
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from end_to_end import BIN, stages  # the pipeline's jobs, as end_to_end runs them
+from end_to_end import run_stage as run_job  # the pipeline's jobs, run and measured as end_to_end does
+from end_to_end import stages
 
 RESULTS = Path(__file__).resolve().parent / "results" / "spark.json"
 ENGINES = ("pandas", "spark")
@@ -59,67 +55,6 @@ def train_world(root: Path, n_customers: int) -> None:
         if name in TRAINING:
             r = run_job(argv, root, root / "logs" / f"{name}.log")
             print(f"  {name:16s} {r['wall_seconds']:7.1f} s wall", flush=True)
-
-
-def run_job(argv: list[str], root: Path, log_path: Path) -> dict:
-    """Run one job with BANKSEG_ROOT=root; wall, CPU (waited and process-tree) seconds, peak RSS of the tree."""
-    env = {**os.environ, "BANKSEG_ROOT": str(root), "OMP_WAIT_POLICY": "PASSIVE"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([str(BIN / argv[0]), *argv[1:]], cwd=root, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-        watch = _TreeWatch(proc.pid)
-        _, status, usage = os.wait4(proc.pid, 0)
-        watch.stop()
-    wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        tail = log_path.read_text(errors="replace").splitlines()[-30:]
-        raise RuntimeError(f"{argv[0]} failed; log {log_path}:\n" + "\n".join(tail))
-    waited = usage.ru_utime + usage.ru_stime
-    return {"wall_seconds": round(wall, 1), "cpu_seconds": round(max(waited, watch.cpu_seconds()), 1),
-            "cpu_seconds_waited": round(waited, 1), "cpu_seconds_tree": round(watch.cpu_seconds(), 1),
-            "peak_rss_gib": round(watch.peak_rss / 2**30, 2)}
-
-
-class _TreeWatch:
-    """Samples a process tree every 0.2 s: the RSS sum's peak and each process's last own CPU time."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid, self.peak_rss, self.cpu = pid, 0, {}
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        try:
-            parent = psutil.Process(self.pid)
-        except psutil.Error:
-            return
-        while not self._done.is_set():
-            try:
-                tree = [parent, *parent.children(recursive=True)]
-            except psutil.Error:
-                return
-            total = 0
-            for p in tree:
-                try:
-                    with p.oneshot():
-                        total += p.memory_info().rss
-                        times = p.cpu_times()
-                    self.cpu[(p.pid, p.create_time())] = times.user + times.system
-                except psutil.Error:
-                    pass
-            self.peak_rss = max(self.peak_rss, total)
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        self._done.set()
-        self._thread.join(timeout=5)
-
-    def cpu_seconds(self) -> float:
-        return sum(self.cpu.values())
 
 
 def score_once(engine: str, data: Path, world: Path, out: Path, log: Path) -> dict:
