@@ -554,20 +554,12 @@ def run_score(
     """
     import mlflow
 
-    from bankseg.data.checked import log_record
     from bankseg.data.io import dataset_fingerprint
     from bankseg.models.registry import SEGMENTER_MODEL, TAG_DATA_SOURCE, resolve_version, version_uri
-    from bankseg.models.tracking import configure_tracking, log_frame, start_job_run
+    from bankseg.models.tracking import configure_tracking, start_job_run
     from bankseg.segments import read_overrides
 
-    if engine not in ("pandas", "spark"):
-        raise ValueError(f"engine must be 'pandas' or 'spark', got {engine!r}")
-    if (data_path is None) == (features_path is None):
-        raise ValueError("give exactly one of data_path (a dataset folder) and features_path (a feature table)")
-    if engine == "spark" and data_path is None:
-        raise ValueError("engine=spark builds features from a dataset folder: give data_path")
-    if str(as_of) == "latest" and data_path is None:
-        raise ValueError("as_of=latest needs data.path (the data's last month decides the date)")
+    _check_arguments(engine, data_path, features_path, as_of)
     out_dir = Path(out_dir)
     feature_kwargs = dict(feature_kwargs or {})
     settings = FeatureSettings(**{k: v for k, v in feature_kwargs.items() if k in FeatureSettings.__dataclass_fields__})
@@ -600,9 +592,7 @@ def run_score(
                 customer_ids = customers["customer_id"].to_numpy(np.int64)
             else:
                 as_of = pd.Timestamp(as_of).normalize()
-                customer_ids = pd.read_parquet(features_path, columns=["customer_id", "as_of"])
-                customer_ids = customer_ids.loc[pd.to_datetime(customer_ids["as_of"]) == as_of, "customer_id"]
-                customer_ids = np.unique(customer_ids.to_numpy(np.int64))
+                customer_ids = feature_table_customer_ids(Path(features_path), as_of)
             final_dir = out_dir / run_folder_name(as_of)
             if engine == "spark":
                 from bankseg.scoring.spark import score_spark
@@ -635,18 +625,47 @@ def run_score(
         except BaseException:
             shutil.rmtree(tmp_dir, ignore_errors=True)
             raise
-        mlflow.log_dict(summary, "summary.json")
-        if validation_record:
-            log_record(validation_record)
-        counts = summary["counts"]
-        mlflow.log_metrics({f"score/{k}": float(v) for k, v in counts.items()})
-        mlflow.log_metrics({f"score/seconds_{k}": float(v) for k, v in tally.seconds.items()})
-        for row in summary["drift"]:
-            mlflow.log_metric(f"drift/psi_{row['model']}_{row['variable']}", float(row["psi"])
-                              if row["psi"] is not None else float("nan"))
-        for name, table in tables.items():
-            log_frame(table, f"tables/{name}.csv")
+        log_score_run(summary, tables, validation_record, tally.seconds)
     return ScoreResult(final_dir, summary, run.info.run_id)
+
+
+def _check_arguments(engine: str, data_path, features_path, as_of) -> None:
+    """Refuse a run_score call whose inputs do not fit together, before anything is loaded."""
+    if engine not in ("pandas", "spark"):
+        raise ValueError(f"engine must be 'pandas' or 'spark', got {engine!r}")
+    if (data_path is None) == (features_path is None):
+        raise ValueError("give exactly one of data_path (a dataset folder) and features_path (a feature table)")
+    if engine == "spark" and data_path is None:
+        raise ValueError("engine=spark builds features from a dataset folder: give data_path")
+    if str(as_of) == "latest" and data_path is None:
+        raise ValueError("as_of=latest needs data.path (the data's last month decides the date)")
+
+
+def feature_table_customer_ids(features_path: Path, as_of: pd.Timestamp) -> np.ndarray:
+    """The distinct customers a precomputed feature table holds rows of as of ``as_of``."""
+    rows = pd.read_parquet(features_path, columns=["customer_id", "as_of"])
+    rows = rows.loc[pd.to_datetime(rows["as_of"]) == as_of, "customer_id"]
+    return np.unique(rows.to_numpy(np.int64))
+
+
+def log_score_run(summary: Mapping[str, Any], tables: Mapping[str, pd.DataFrame],
+                  validation_record: Mapping[str, Any], seconds: Mapping[str, float]) -> None:
+    """Log a published scoring run to the active MLflow run: summary, validation, counts, timings, drift, tables."""
+    import mlflow
+
+    from bankseg.data.checked import log_record
+    from bankseg.models.tracking import log_frame
+
+    mlflow.log_dict(summary, "summary.json")
+    if validation_record:
+        log_record(validation_record)
+    mlflow.log_metrics({f"score/{k}": float(v) for k, v in summary["counts"].items()})
+    mlflow.log_metrics({f"score/seconds_{k}": float(v) for k, v in seconds.items()})
+    for row in summary["drift"]:
+        mlflow.log_metric(f"drift/psi_{row['model']}_{row['variable']}", float(row["psi"])
+                          if row["psi"] is not None else float("nan"))
+    for name, table in tables.items():
+        log_frame(table, f"tables/{name}.csv")
 
 
 def _checked_input(stack: ExitStack, data_path: Path, as_of: str | pd.Timestamp,
